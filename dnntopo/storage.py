@@ -1,0 +1,162 @@
+"""The run folder and its files (DESIGN.md's storage contract), all written atomically.
+
+RUN = RUNS/<net>_<dataset>/trial_<k>/ holding config.json, stats.csv, checkpoints/,
+topology/epoch_XXXX.h5 and plots/.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dnntopo import __version__
+from dnntopo.errors import UserError
+from hpc.io import atomic_path, clean_stale, write_text_atomic
+
+STATS_FIELDS = ("epoch", "loss_train", "loss_test", "acc_train", "acc_test")
+
+
+def run_path(run_dir, net: str, dataset: str, trial: int) -> Path:
+    return Path(run_dir) / f"{net}_{dataset}" / f"trial_{trial}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """Paths inside one run folder."""
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def stats(self) -> Path:
+        return self.root / "stats.csv"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def topology(self) -> Path:
+        return self.root / "topology"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def resume_state(self) -> Path:
+        return self.checkpoints / "resume.pt"
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch_{epoch:04d}.pt"
+
+    def epoch_file(self, epoch: int) -> Path:
+        return self.topology / f"epoch_{epoch:04d}.h5"
+
+    def saved_epochs(self) -> list[int]:
+        return sorted(int(p.stem.split("_")[1]) for p in self.checkpoints.glob("epoch_*.pt"))
+
+    def topology_epochs(self) -> list[int]:
+        return sorted(int(p.stem.split("_")[1]) for p in self.topology.glob("epoch_*.h5"))
+
+
+def open_run(path) -> Run:
+    """An existing run folder (one with config.json), or one clear error."""
+    run = Run(Path(path))
+    if not run.config.exists():
+        raise UserError(f"--run {path}: no run there (config.json missing); give the folder "
+                        f"RUNS/<net>_<dataset>/trial_<k> that `dnntopo train` made")
+    return run
+
+
+def read_config(run: Run) -> dict:
+    try:
+        return json.loads(run.config.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {run.config}: {exc}; rerun `dnntopo train` for this run") from None
+
+
+def write_config(run: Run, config: dict):
+    data = dict(config, version=__version__)
+    write_text_atomic(run.config, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_stats(run: Run) -> list[dict]:
+    """Rows of stats.csv as dicts of numbers (empty when there is none yet)."""
+    if not run.stats.exists():
+        return []
+    with open(run.stats, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()} for r in rows]
+
+
+def write_stats(run: Run, rows: list[dict]):
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=STATS_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in sorted(rows, key=lambda r: r["epoch"]):
+        w.writerow({k: (r[k] if k == "epoch" else f"{r[k]:.6f}") for k in STATS_FIELDS})
+    write_text_atomic(run.stats, buf.getvalue())
+
+
+def h5_file(path, mode="r"):
+    """h5py.File with file locking off when HDF5_USE_FILE_LOCKING=FALSE (NFS/Lustre sites)."""
+    import h5py
+    try:
+        return h5py.File(path, mode)
+    except OSError as exc:
+        msg = str(exc)
+        if "lock" in msg.lower():
+            raise UserError(f"cannot open {path}: HDF5 file locking failed ({msg}); on a shared "
+                            f"filesystem set HDF5_USE_FILE_LOCKING=FALSE") from None
+        raise UserError(f"cannot open {path}: {msg}; remove it and recompute the epoch "
+                        f"(dnntopo topology ... --force)") from None
+
+
+def write_epoch_file(path, attrs: dict, arrays: dict, group_attrs: dict | None = None):
+    """Write one epoch file atomically: root `attrs`, datasets `arrays` by path, group attributes."""
+    path = Path(path)
+    clean_stale(path.parent, "epoch_*")
+    with atomic_path(path) as tmp:
+        with h5_file(tmp, "w") as f:
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            for key, arr in arrays.items():
+                f.create_dataset(key, data=arr)
+            for gname, gattrs in (group_attrs or {}).items():
+                g = f.require_group(gname)
+                for k, v in gattrs.items():
+                    g.attrs[k] = v
+
+
+def read_attrs(path) -> dict:
+    with h5_file(path) as f:
+        return {k: _py(v) for k, v in f.attrs.items()}
+
+
+def _py(v):
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, bytes):
+        return v.decode()
+    return v
+
+
+def runs_under(folder) -> list[Run]:
+    """Every run folder below `folder` (or `folder` itself when it is a run)."""
+    folder = Path(folder)
+    return [Run(p.parent) for p in sorted(folder.rglob("config.json"))] if folder.is_dir() else []
+
+
+def ensure_dirs(run: Run):
+    for d in (run.root, run.checkpoints, run.topology, run.plots):
+        os.makedirs(d, exist_ok=True)

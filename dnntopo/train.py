@@ -1,0 +1,209 @@
+"""Training: SGD (momentum 0.9, weight decay 5e-4), learning rate halved on plateau, as the original.
+
+Checkpoints (state dict only) at the requested epochs, epoch 0 being the untrained net;
+stats.csv with train/test loss and accuracy for every epoch; --resume continues from the
+last completed epoch (model, optimizer and scheduler state in checkpoints/resume.pt).
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from dnntopo import data, models, storage
+from dnntopo.errors import UserError
+from hpc.io import atomic_path
+
+
+@dataclass
+class TrainConfig:
+    """Every parameter of a training run (written to config.json)."""
+    net: str = "lenet"
+    dataset: str = "fashion_mnist"
+    data_root: str | None = None
+    trial: int = 0
+    epochs: int = 50
+    lr: float = 0.0005
+    batch_size: int = 128
+    save_epochs: list = field(default_factory=lambda: [0, 1, 5, 10, 20, 30, 40, 50])
+    permute_labels: float = 0.0
+    binarize_labels: int | None = None
+    subset: float = 1.0
+    seed: int = 0
+    augment: bool = False
+    device: str = "auto"
+    run_dir: str = "runs"
+    patience: int = 3
+
+    def validate(self):
+        if self.epochs < 0:
+            raise UserError("--epochs must be 0 or more")
+        if self.lr <= 0:
+            raise UserError("--lr must be positive")
+        if self.batch_size <= 0:
+            raise UserError("--batch-size must be positive")
+        if not 0 <= self.permute_labels <= 1:
+            raise UserError("--permute-labels must be a fraction in [0, 1]")
+        if not 0 < self.subset <= 1:
+            raise UserError("--subset must be a fraction in (0, 1]")
+        bad = [e for e in self.save_epochs if e < 0 or e > self.epochs]
+        if bad:
+            raise UserError(f"--save-epochs {bad}: each must lie in 0..--epochs ({self.epochs})")
+        data.split_name(self.dataset)
+        if self.net not in models.BUILDERS:
+            models.build(self.net, (1, 28, 28), 10)
+        resolve_device(self.device)
+        return self
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' is CUDA when present (as the original did), else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA device here; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UserError(f"--device {device!r}: choose auto, cpu or cuda[:k]")
+    return torch.device(device)
+
+
+def prepare_data(cfg: TrainConfig):
+    """Train and test sets with the label manipulations of the config applied (seeded)."""
+    train = data.load(cfg.dataset, cfg.data_root, "train")
+    test = data.load(cfg.dataset, cfg.data_root, "test")
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.binarize_labels is not None:
+        c = cfg.binarize_labels
+        if not 0 <= c < train.num_classes:
+            raise UserError(f"--binarize-labels {c}: the dataset has classes 0..{train.num_classes - 1}")
+        train, test = binarize(train, c, rng), binarize(test, c, rng)
+    if cfg.subset < 1:
+        keep = np.sort(rng.choice(len(train), max(1, int(round(cfg.subset * len(train)))), replace=False))
+        train = train.subset(keep)
+    if cfg.permute_labels > 0:
+        train.labels = permute_labels(train.labels, cfg.permute_labels, rng)
+    return train, test
+
+
+def binarize(ds: data.ImageSet, c: int, rng) -> data.ImageSet:
+    """Class `c` against the rest, balanced: all of `c` and as many others drawn at random."""
+    labels = ds.labels.numpy()
+    pos = np.flatnonzero(labels == c)
+    neg = rng.choice(np.flatnonzero(labels != c), size=min(pos.size, int((labels != c).sum())), replace=False)
+    keep = np.sort(np.concatenate([pos, neg]))
+    out = ds.subset(keep)
+    out.labels = (out.labels == c).long()
+    out.num_classes = 2
+    return out
+
+
+def permute_labels(labels: torch.Tensor, fraction: float, rng) -> torch.Tensor:
+    """Shuffle the labels of a random `fraction` of the samples among themselves."""
+    labels = labels.clone()
+    idx = rng.choice(labels.shape[0], int(round(fraction * labels.shape[0])), replace=False)
+    labels[torch.from_numpy(idx)] = labels[torch.from_numpy(rng.permutation(idx))]
+    return labels
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random crop (padding 4) and horizontal flip, as the original training transforms."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (4, 4, 4, 4))
+    dy, dx = torch.randint(0, 9, (2,), generator=gen).tolist()
+    x = padded[:, :, dy:dy + h, dx:dx + w]
+    flip = torch.rand(n, generator=gen) < 0.5
+    x[flip] = x[flip].flip(-1)
+    return x
+
+
+@torch.no_grad()
+def evaluate(model, ds: data.ImageSet, device, batch=1000) -> tuple[float, float]:
+    """Mean loss and accuracy of `model` on `ds` (eval mode)."""
+    model.eval()
+    loss, correct = 0.0, 0
+    for a in range(0, len(ds), batch):
+        x, y = ds.batch(slice(a, a + batch), device)
+        out = model(x)
+        loss += F.nll_loss(out, y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+    return loss / max(len(ds), 1), correct / max(len(ds), 1)
+
+
+def save_atomic(obj, path):
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, on_epoch=None) -> storage.Run:
+    """Train one run; return its folder. `on_epoch(epoch, model, row)` may return True to stop."""
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    train_set, test_set = prepare_data(cfg)
+    run = storage.Run(storage.run_path(cfg.run_dir, cfg.net, cfg.dataset, cfg.trial))
+    storage.ensure_dirs(run)
+    model = models.build(cfg.net, train_set.shape, train_set.num_classes).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=cfg.patience)
+    start, rows = 0, []
+    if resume and run.resume_state.exists():
+        state = torch.load(run.resume_state, map_location=device, weights_only=True)
+        models.load_state(model, run.resume_state, cfg.net)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = int(state["epoch"]) + 1
+        rows = [r for r in storage.read_stats(run) if r["epoch"] < start]
+        _say(quiet, f"resuming {run.root} after epoch {start - 1}")
+    elif resume:
+        _say(quiet, f"nothing to resume in {run.root}; starting from epoch 0")
+    config = dataclasses.asdict(cfg)
+    config.update(num_classes=train_set.num_classes, input_shape=list(train_set.shape),
+                  n_train=len(train_set), n_test=len(test_set))
+    storage.write_config(run, config)
+
+    def finish_epoch(epoch, tr):
+        te = evaluate(model, test_set, device)
+        row = dict(epoch=epoch, loss_train=tr[0], acc_train=tr[1], loss_test=te[0], acc_test=te[1])
+        rows.append(row)
+        storage.write_stats(run, rows)
+        if epoch in cfg.save_epochs:
+            save_atomic(model.state_dict(), run.checkpoint(epoch))
+        save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict()}, run.resume_state)
+        _say(quiet, f"epoch {epoch}: loss {tr[0]:.4f} acc {tr[1]:.4f} | test loss {te[0]:.4f} acc {te[1]:.4f}")
+        return on_epoch(epoch, model, row) if on_epoch else False
+
+    if start == 0:
+        if finish_epoch(0, evaluate(model, train_set, device)):
+            return run
+        start = 1
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for epoch in range(start, cfg.epochs + 1):
+        gen.manual_seed(cfg.seed * 100003 + epoch)
+        order = torch.randperm(len(train_set), generator=gen)
+        model.train()
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch}/{cfg.epochs}",
+                   unit="batch", leave=False, disable=True if quiet else None, file=sys.stderr)
+        for a in bar:
+            x, y = train_set.batch(order[a:a + cfg.batch_size], device)
+            if cfg.augment:
+                x = augment_batch(x, gen)
+            opt.zero_grad(set_to_none=True)
+            loss = F.nll_loss(model(x), y)
+            loss.backward()
+            opt.step()
+        tr = evaluate(model, train_set, device)
+        sched.step(tr[0])
+        if finish_epoch(epoch, tr):
+            break
+    return run
+
+
+def _say(quiet, msg):
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)

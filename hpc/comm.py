@@ -1,0 +1,91 @@
+"""The communicator: mpi4py's COMM_WORLD when launched by mpiexec/srun, else a one-rank stand-in.
+
+The stand-in implements the subset of mpi4py's Comm API the project uses, with the same
+semantics for K = 1, so that the serial run and the MPI run are one code path.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+# Environment variables that launchers set in every rank they start.
+_LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK", "MPI_LOCALNRANKS",
+                "HYDRA_CONTROL_FD")
+
+
+def is_mpi_launch() -> bool:
+    """True when this process was started by an MPI launcher (mpiexec, srun --mpi, -m mpi4py)."""
+    if os.environ.get("DNNTOPO_NO_MPI"):
+        return False
+    if any(v in os.environ for v in _LAUNCH_VARS):
+        return True
+    return "mpi4py" in sys.modules and "mpi4py.MPI" in sys.modules
+
+
+def get_comm():
+    """COMM_WORLD under an MPI launcher (mpi4py required then), else the one-rank stand-in."""
+    if is_mpi_launch():
+        try:
+            from mpi4py import MPI
+        except ImportError as exc:  # pragma: no cover - depends on the site
+            raise RuntimeError(
+                "launched under MPI but mpi4py does not import "
+                f"({exc}); install it with `pip install mpi4py` after Open MPI") from exc
+        return MPI.COMM_WORLD
+    return SerialComm()
+
+
+def _buf(spec):
+    """The array of an mpi4py buffer spec: `arr` or `[arr, ...]`."""
+    return spec[0] if isinstance(spec, (list, tuple)) else spec
+
+
+class SerialComm:
+    """One-rank communicator with mpi4py's method names; collectives are copies or no-ops."""
+
+    def Get_rank(self) -> int:
+        return 0
+
+    def Get_size(self) -> int:
+        return 1
+
+    rank = property(Get_rank)
+    size = property(Get_size)
+
+    def Barrier(self):
+        return None
+
+    barrier = Barrier
+
+    def bcast(self, obj, root=0):
+        return obj
+
+    def allreduce(self, obj, op=None):
+        return obj
+
+    def gather(self, obj, root=0):
+        return [obj]
+
+    def allgather(self, obj):
+        return [obj]
+
+    def Bcast(self, buf, root=0):
+        return None
+
+    def Allreduce(self, sendbuf, recvbuf, op=None):
+        np.copyto(_buf(recvbuf), _buf(sendbuf))
+
+    def Allgatherv(self, sendbuf, recvbuf):
+        src = np.asarray(_buf(sendbuf)).ravel()
+        _buf(recvbuf).reshape(-1)[: src.size] = src
+
+    def Gatherv(self, sendbuf, recvbuf, root=0):
+        self.Allgatherv(sendbuf, recvbuf)
+
+    def Exscan(self, sendbuf, recvbuf, op=None):
+        return None  # rank 0's result is undefined in MPI too
+
+    def Abort(self, errorcode=1):
+        os._exit(errorcode)

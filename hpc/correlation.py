@@ -1,0 +1,166 @@
+"""Blocked Pearson correlation of sample-sharded observations into thresholded sparse edges.
+
+Each rank holds a contiguous shard of the observations (rows = samples, columns = variables),
+made of whole sample blocks. Per-variable means and centred sums of squares are reduced over
+ranks block by block in a fixed order, so every statistic is bit-identical whatever the
+number of ranks. The standardized shards are gathered (s x n float32, never n x n), then each
+rank multiplies the row blocks it owns against the columns to their right and keeps, at once,
+the pairs with distance 1 - |corr| <= threshold. No rank ever holds the n x n matrix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hpc.collectives import allgather_rows, gather_rows, sum_in_order
+from hpc.shard import block_bounds, split_blocks_by_cost
+
+#: Bytes one row-block product may take (float32); bounds memory whatever n is.
+BLOCK_BYTES = 16 * 2**20
+
+
+@dataclass
+class Edges:
+    """Pairs i < j with their distance 1 - |corr|, in row-major (i, then j) order."""
+    i: np.ndarray          # int32
+    j: np.ndarray          # int32
+    distance: np.ndarray   # float32
+    n: int
+    dense: np.ndarray | None = None  # full distance matrix (float32), only when asked
+
+    def __len__(self):
+        return int(self.i.size)
+
+
+def row_block_size(n: int) -> int:
+    """Rows per block: 256, fewer when n is so large that a block would pass BLOCK_BYTES."""
+    return int(max(16, min(256, BLOCK_BYTES // (4 * max(n, 1)))))
+
+
+def _block_partials(x: np.ndarray, sample_block: int, fn) -> np.ndarray:
+    """Per sample block, the float64 column sums of fn(block); shape (n_blocks, n)."""
+    starts = block_bounds(x.shape[0], sample_block)
+    out = np.empty((len(starts) - 1, x.shape[1]), dtype=np.float64)
+    for k in range(len(starts) - 1):
+        out[k] = fn(x[starts[k]:starts[k + 1]]).sum(axis=0, dtype=np.float64)
+    return out
+
+
+def standardize_inplace(comm, x: np.ndarray, sample_block: int) -> np.ndarray:
+    """Turn this rank's float32 shard into z with z.T @ z = correlation (zero for constant columns).
+
+    Returns the boolean mask of columns with zero variance.
+    """
+    n_total = comm.allreduce(int(x.shape[0]))
+    if n_total < 2:
+        raise ValueError("correlation needs at least 2 samples")
+    mean = sum_in_order(comm, _block_partials(x, sample_block, lambda b: b))
+    mean /= n_total
+    css = sum_in_order(comm, _block_partials(
+        x, sample_block, lambda b: np.square(b.astype(np.float64) - mean)))
+    constant = ~(css > 0)
+    scale = np.zeros_like(css)
+    scale[~constant] = 1.0 / np.sqrt(css[~constant])
+    starts = block_bounds(x.shape[0], sample_block)
+    for k in range(len(starts) - 1):
+        blk = slice(starts[k], starts[k + 1])
+        x[blk] = (x[blk].astype(np.float64) - mean) * scale
+    return constant
+
+
+class _NumpyProduct:
+    """Row-block products on the CPU with numpy/BLAS (float32 sgemm)."""
+
+    def __init__(self, z):
+        self.z = z
+
+    def block(self, a, b, col0):
+        c = self.z[:, a:b].T @ self.z[:, col0:]
+        np.abs(c, out=c)
+        np.subtract(np.float32(1), c, out=c)
+        np.maximum(c, 0, out=c)
+        return c
+
+    def edges(self, d, a, b, threshold):
+        mask = d <= np.float32(threshold)
+        mask[:, : b - a] &= np.triu(np.ones((b - a, b - a), dtype=bool), 1)
+        r, c = np.nonzero(mask)
+        return (r + a).astype(np.int32), (c + a).astype(np.int32), d[r, c]
+
+    def to_numpy(self, d):
+        return d
+
+
+class _TorchProduct:
+    """Row-block products in torch on a GPU (or any torch device)."""
+
+    def __init__(self, z, device):
+        import torch
+        self.torch = torch
+        self.z = torch.from_numpy(z).to(device)
+
+    def block(self, a, b, col0):
+        c = self.z[:, a:b].T @ self.z[:, col0:]
+        return (1 - c.abs_()).clamp_(min=0)
+
+    def edges(self, d, a, b, threshold):
+        torch = self.torch
+        mask = d <= threshold
+        tri = torch.ones((b - a, b - a), dtype=torch.bool, device=d.device).triu_(1)
+        mask[:, : b - a] &= tri
+        r, c = torch.nonzero(mask, as_tuple=True)
+        vals = d[r, c]
+        return ((r + a).to(torch.int32).cpu().numpy(), (c + a).to(torch.int32).cpu().numpy(),
+                vals.cpu().numpy())
+
+    def to_numpy(self, d):
+        return d.cpu().numpy()
+
+
+def correlation_edges(comm, x_local: np.ndarray, threshold: float, *, sample_block: int,
+                      device: str = "cpu", dense: bool = False, root: int = 0,
+                      progress=None) -> Edges | None:
+    """Edges with distance 1 - |corr| <= threshold between the columns of the sharded samples.
+
+    `x_local` (float32, samples x variables) is overwritten with its standardized values.
+    The result (and, with `dense`, the full float32 distance matrix) is returned on `root`;
+    other ranks get None. `progress(k)` is called with the number of row blocks done.
+    """
+    if x_local.dtype != np.float32:
+        raise TypeError("x_local must be float32")
+    n = int(x_local.shape[1])
+    standardize_inplace(comm, x_local, sample_block)
+    z = allgather_rows(comm, x_local)
+    del x_local
+    prod = _NumpyProduct(z) if device == "cpu" else _TorchProduct(z, device)
+
+    bounds = block_bounds(n, row_block_size(n))
+    starts, stops = bounds[:-1], bounds[1:]
+    costs = (stops - starts) * (n - starts)
+    lo, hi = split_blocks_by_cost(costs, comm.Get_size(), comm.Get_rank())
+    ii, jj, dd, rows = [], [], [], []
+    for k in range(lo, hi):
+        a, b = int(starts[k]), int(stops[k])
+        d = prod.block(a, b, a)
+        i, j, v = prod.edges(d, a, b, threshold)
+        ii.append(i), jj.append(j), dd.append(v)
+        if dense:
+            full = prod.to_numpy(prod.block(a, b, 0))
+            rows.append(full)
+        del d
+        if progress is not None:
+            progress(1)
+    cat = (lambda parts, dt: np.concatenate(parts) if parts else np.empty(0, dt))
+    i = gather_rows(comm, cat(ii, np.int32), root)
+    j = gather_rows(comm, cat(jj, np.int32), root)
+    v = gather_rows(comm, cat(dd, np.float32), root)
+    dmat = None
+    if dense:
+        dmat = gather_rows(comm, np.concatenate(rows) if rows else np.empty((0, n), np.float32),
+                           root)
+        if dmat is not None:
+            np.fill_diagonal(dmat, 0)
+    if comm.Get_rank() != root:
+        return None
+    return Edges(i, j, v, n, dmat)

@@ -1,0 +1,65 @@
+"""Atomic file writes: write under a temporary name in the same folder, then rename.
+
+A reader (or a resubmitted job) never sees a half-written file: the final name appears only
+when the content is complete. Stale temporaries of killed writers are removed by `clean_stale`.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+TMP_MARK = ".tmp-"
+
+
+def temp_name(path: Path) -> Path:
+    """A hidden temporary sibling of `path`, unique per process."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path to write; on success rename it to `path`, on failure remove it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_text_atomic(path, text: str):
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def clean_stale(folder, pattern: str = "*") -> list[Path]:
+    """Remove temporaries left in `folder` by writers that no longer run; return what went."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.glob(f".{pattern}{TMP_MARK}*"):
+        pid = p.name.rsplit(TMP_MARK, 1)[-1]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
