@@ -54,6 +54,118 @@ def cmd_train(a):
     print(run.root)
 
 
+def _add_topology_args(p, with_run=True):
+    if with_run:  # `dnntopo run` has these from training (--device, --batch-size) or sets them
+        p.add_argument("--run", required=True, help="run folder RUNS/<net>_<dataset>/trial_<k>")
+        p.add_argument("--epochs", type=int, nargs="+", default=None,
+                       help="epochs to compute (default: every saved checkpoint)")
+    g = p.add_argument_group("activations")
+    g.add_argument("--samples", type=int, default=1000, help="samples forwarded (default 1000)")
+    g.add_argument("--sample-split", default="test", choices=("test", "train"),
+                   help="take the first samples of the test (default) or training images")
+    g.add_argument("--layers", nargs="+", default=None, help="observed layers (default: the model's)")
+    g.add_argument("--max-nodes", type=int, default=0,
+                   help="group units (chunk averages per layer) down to this many nodes (0: no grouping)")
+    if with_run:
+        g.add_argument("--batch-size", dest="act_batch", type=int, default=100,
+                       help="samples per forward batch (default 100)")
+        g.add_argument("--device", default="auto", help="auto, cpu or cuda[:k] for forwards and products")
+    else:
+        p.set_defaults(act_batch=100)
+    g = p.add_argument_group("graph and persistent homology")
+    g.add_argument("--max-distance", type=float, default=0.6,
+                   help="keep edges with 1-|corr| <= this (default 0.6 = DIPHA's MAX_EPSILON 0.3)")
+    g.add_argument("--max-dim", type=int, default=2, help="homology dimensions 0..max-dim (default 2)")
+    g.add_argument("--backend", default="giotto", help="giotto (default) or ripser")
+    g.add_argument("--collapse", default="auto", choices=("auto", "on", "off"),
+                   help="exact edge collapse before the reduction (default auto, see README)")
+    g.add_argument("--threads", type=int, default=0, help="PH threads (default: all cores)")
+    g = p.add_argument_group("summaries and storage")
+    g.add_argument("--min-persistence", type=float, default=0.02,
+                   help="persistence floor of life/midlife (default 0.02)")
+    g.add_argument("--grid-points", type=int, default=121, help="points of the Betti-curve grid")
+    g.add_argument("--save-activations", action="store_true", help="store the activations too")
+    g.add_argument("--save-dense", action="store_true", help="store the full distance matrix too")
+    g.add_argument("--force", action="store_true", help="recompute epochs whose file is current")
+
+
+def _topology_configs(a):
+    from dnntopo.activations import ActivationConfig
+    from dnntopo.graph import GraphConfig
+    from dnntopo.pipeline import TopologyOptions
+    from dnntopo.summaries import SummaryConfig
+    from dnntopo.topology import PHConfig
+    return (TopologyOptions(epochs=a.epochs or [], force=a.force,
+                            save_activations=a.save_activations, quiet=a.quiet),
+            ActivationConfig(samples=a.samples, sample_split=a.sample_split, layers=a.layers or [],
+                             max_nodes=a.max_nodes, batch_size=a.act_batch, device=a.device),
+            GraphConfig(max_distance=a.max_distance, save_dense=a.save_dense),
+            PHConfig(max_dim=a.max_dim, max_distance=a.max_distance, backend=a.backend,
+                     collapse=a.collapse, n_threads=a.threads),
+            SummaryConfig(grid_points=a.grid_points, min_persistence=a.min_persistence))
+
+
+def cmd_topology(a):
+    from dnntopo import pipeline, storage
+    run = storage.open_run(a.run)
+    paths = pipeline.run_topology(a.comm, run, *_topology_configs(a))
+    if a.comm.Get_rank() == 0:
+        for p in paths:
+            print(p)
+
+
+def _plot_all(run, epochs, dims, quiet):
+    from dnntopo import plots
+    made = []
+    for d in dims:
+        made.append(plots.betti_curves(run, epochs, d, run.plots / f"betti_dim{d}.png"))
+    made.append(plots.diagram(run, epochs[-1], run.plots / f"diagram_epoch{epochs[-1]:04d}.png"))
+    made.append(plots.summaries_vs_epoch(run, run.plots / "summaries.png"))
+    return made
+
+
+def cmd_plot(a):
+    from dnntopo import plots, storage
+    run = storage.open_run(a.run)
+    epochs = a.epochs or run.topology_epochs()
+    if not epochs:
+        raise UserError(f"no epoch files in {run.topology}; run `dnntopo topology --run {a.run}` first")
+    if a.kind == "betti":
+        out = a.out or run.plots / f"betti_dim{a.dim}.png"
+        path = plots.betti_curves(run, epochs, a.dim, out, smooth=a.smooth)
+    elif a.kind == "diagram":
+        out = a.out or run.plots / f"diagram_epoch{epochs[-1]:04d}.png"
+        path = plots.diagram(run, epochs[-1], out, dims=None if a.dim is None else [a.dim])
+    else:
+        path = plots.summaries_vs_epoch(run, a.out or run.plots / "summaries.png")
+    print(path)
+
+
+def cmd_summary(a):
+    from dnntopo import report, storage
+    run = storage.open_run(a.run)
+    sys.stdout.write(report.render(report.rows(run), a.format))
+
+
+def cmd_run(a):
+    from dnntopo import pipeline, report, storage
+    from dnntopo.train import train
+    tcfg = _train_config(a)
+    topo_epochs = a.topology_epochs or tcfg.save_epochs
+    tcfg.save_epochs = sorted(set(tcfg.save_epochs) | set(topo_epochs))
+    run = None
+    if a.comm.Get_rank() == 0:
+        run = train(tcfg, resume=a.resume, quiet=a.quiet)
+    run = storage.Run(a.comm.bcast(run.root if run else None, root=0))
+    a.epochs = topo_epochs
+    pipeline.run_topology(a.comm, run, *_topology_configs(a))
+    if a.comm.Get_rank() == 0:
+        made = _plot_all(run, sorted(topo_epochs), range(a.max_dim + 1), a.quiet)
+        sys.stdout.write(report.render(report.rows(run), "table"))
+        print(f"\nrun folder: {run.root}")
+        print("plots:\n" + "\n".join(f"  {p}" for p in made))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dnntopo",
@@ -66,6 +178,32 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a net, checkpointing the requested epochs")
     _add_train_args(t)
     t.set_defaults(func=cmd_train)
+
+    t = sub.add_parser("topology", help="functional graph, persistent homology and summaries of saved epochs")
+    _add_topology_args(t)
+    t.set_defaults(func=cmd_topology)
+
+    t = sub.add_parser("plot", help="Betti curves of epochs, a persistence diagram, or summaries against epoch")
+    t.add_argument("--run", required=True, help="run folder")
+    t.add_argument("--epochs", type=int, nargs="+", default=None, help="epochs (default: all computed)")
+    t.add_argument("--dim", type=int, default=1, help="homology dimension (default 1)")
+    t.add_argument("--kind", default="betti", choices=("betti", "diagram", "summary"),
+                   help="betti curves (default), diagram of the last epoch, or summaries")
+    t.add_argument("--smooth", type=int, default=0, help="moving-average width for the curves")
+    t.add_argument("--out", default=None, help="output file (.png, .pdf, .svg); default RUN/plots/")
+    t.set_defaults(func=cmd_plot)
+
+    t = sub.add_parser("summary", help="table of accuracy and topological summaries per epoch")
+    t.add_argument("--run", required=True, help="run folder")
+    t.add_argument("--format", default="table", choices=("table", "csv", "json"))
+    t.set_defaults(func=cmd_summary)
+
+    t = sub.add_parser("run", help="the main job: train, topology of the chosen epochs, plots, summary")
+    _add_train_args(t)
+    t.add_argument("--topology-epochs", type=int, nargs="+", default=None,
+                   help="epochs to compute the topology of (default: --save-epochs)")
+    _add_topology_args(t, with_run=False)
+    t.set_defaults(func=cmd_run)
     return p
 
 

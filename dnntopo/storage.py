@@ -160,3 +160,30 @@ def runs_under(folder) -> list[Run]:
 def ensure_dirs(run: Run):
     for d in (run.root, run.checkpoints, run.topology, run.plots):
         os.makedirs(d, exist_ok=True)
+
+
+def read_epoch(path, edges: bool = False) -> dict:
+    """An epoch file as plain arrays: attrs, diagrams, betti curves, summaries (edges if asked)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist; compute it with `dnntopo topology --run ... "
+                        f"--epochs {path.stem.split('_')[-1].lstrip('0') or '0'}`")
+    with h5_file(path) as f:
+        try:
+            out = {"attrs": {k: _py(v) for k, v in f.attrs.items()}, "diagrams": {}, "betti": {},
+                   "summary": {}}
+            for name, ds in f["diagrams"].items():
+                out["diagrams"][int(name.split("_")[1])] = ds[()]
+            for name, ds in f["betti"].items():
+                key = int(name.split("_")[1]) if name.startswith("dim_") else name
+                out["betti"][key] = ds[()]
+            for name, g in f["summary"].items():
+                out["summary"][int(name.split("_")[1])] = {k: _py(v) for k, v in g.attrs.items()}
+            if edges:
+                e = f["graph/edges"]
+                out["edges"] = (e["i"][()], e["j"][()], e["distance"][()])
+                out["layer"] = f["graph/layer"][()]
+        except KeyError as exc:
+            raise UserError(f"{path} lacks {exc}; it was not written by this version of dnntopo, "
+                            f"recompute it with --force") from None
+    return out

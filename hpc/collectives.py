@@ -66,3 +66,13 @@ def sum_in_order(comm, partials: np.ndarray) -> np.ndarray:
     A deterministic reduction: the result does not depend on how rows were split over ranks.
     """
     return allgather_rows(comm, partials).sum(axis=0)
+
+
+def quiet_barrier(comm, poll: float = 0.005):
+    """A barrier that waits by sleeping, so ranks idle while one rank computes with every core."""
+    if isinstance(comm, SerialComm) or comm.Get_size() == 1:
+        return
+    import time
+    req = comm.Ibarrier()
+    while not req.Test():
+        time.sleep(poll)

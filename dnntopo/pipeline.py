@@ -1,0 +1,172 @@
+"""The stages chained for each epoch: activations -> graph -> topology -> summaries -> epoch file.
+
+Every stage runs on the communicator: the samples are sharded for extraction, the correlation
+row blocks are shared, the PH step is collective (rank 0 reduces with all its cores while the
+others wait without spinning), and rank 0 writes the epoch file atomically. With one rank this
+is the serial run.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from dnntopo import __version__, activations, data, graph, models, storage, summaries, topology
+from dnntopo.errors import UserError
+from dnntopo.train import resolve_device
+from hpc.collectives import gather_rows, quiet_barrier
+
+#: Root attributes that must match for an existing epoch file to be reused.
+MATCH_KEYS = ("net", "dataset", "trial", "epoch", "n_samples", "sample_split", "layers",
+              "max_nodes", "max_dim", "max_distance", "backend", "min_persistence", "grid_points")
+
+
+@dataclass
+class TopologyOptions:
+    """What to do around the stages: which epochs, recompute or not, extras to store."""
+    epochs: list = field(default_factory=list)
+    force: bool = False
+    save_activations: bool = False
+    quiet: bool = False
+
+
+def _maybe_fail(comm, stage: str):
+    """Test hook: DNNTOPO_FAIL_RANK=r [DNNTOPO_FAIL_STAGE=s] makes rank r raise at stage s."""
+    rank = os.environ.get("DNNTOPO_FAIL_RANK")
+    if rank is not None and int(rank) == comm.Get_rank() and \
+            os.environ.get("DNNTOPO_FAIL_STAGE", "graph") == stage:
+        raise RuntimeError(f"failure injected at stage {stage} (DNNTOPO_FAIL_RANK={rank})")
+
+
+def is_current(path: Path, checkpoint: Path, params: dict) -> bool:
+    """True when the epoch file exists, is newer than its checkpoint and has the same parameters."""
+    if not path.exists():
+        return False
+    if checkpoint.exists() and checkpoint.stat().st_mtime > path.stat().st_mtime:
+        return False
+    try:
+        attrs = storage.read_attrs(path)
+    except (UserError, OSError):
+        return False
+    for k in MATCH_KEYS:
+        a, b = attrs.get(k), params.get(k)
+        if isinstance(b, float) and isinstance(a, (int, float)):
+            if not np.isclose(a, b, rtol=0, atol=1e-12):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+def run_topology(comm, run: storage.Run, opts: TopologyOptions, acfg: activations.ActivationConfig,
+             gcfg: graph.GraphConfig, pcfg: topology.PHConfig,
+             scfg: summaries.SummaryConfig) -> list[Path]:
+    """Compute (or reuse) the epoch file of every requested epoch; return their paths."""
+    for c in (acfg, gcfg, pcfg, scfg):
+        c.validate()
+    if gcfg.max_distance != pcfg.max_distance:
+        raise ValueError("graph and PH thresholds differ")
+    cfg = storage.read_config(run)
+    net, dataset = cfg["net"], cfg["dataset"]
+    epochs = list(opts.epochs) or run.saved_epochs()
+    missing = [e for e in epochs if not run.checkpoint(e).exists()]
+    if missing:
+        have = run.saved_epochs()
+        raise UserError(f"--epochs {' '.join(map(str, missing))}: no checkpoint in "
+                        f"{run.checkpoints} (saved epochs: {' '.join(map(str, have)) or 'none'}); "
+                        f"train with --save-epochs including them")
+    device = resolve_device(acfg.device)
+    gcfg.device = "cpu" if device.type == "cpu" else str(device)
+    rank0 = comm.Get_rank() == 0
+    split_set = data.load(dataset, cfg.get("data_root"), acfg.sample_split)
+    samples = activations.sample_set(split_set, acfg.samples, acfg.sample_split)
+    del split_set
+    model = models.build(net, tuple(cfg["input_shape"]), int(cfg["num_classes"]))
+    layers = models.check_layers(model, net, acfg.layers)
+    base = dict(net=net, dataset=dataset, trial=int(cfg["trial"]), n_samples=acfg.samples,
+                sample_split=acfg.sample_split, layers=",".join(layers), max_nodes=acfg.max_nodes,
+                max_dim=pcfg.max_dim, max_distance=float(pcfg.max_distance), backend=pcfg.backend,
+                min_persistence=float(scfg.min_persistence), grid_points=scfg.grid_points)
+    out = []
+    bar = tqdm(epochs, desc="topology", unit="epoch", disable=True if (opts.quiet or not rank0) else None,
+               file=sys.stderr)
+    for epoch in bar:
+        path = run.epoch_file(epoch)
+        params = dict(base, epoch=int(epoch))
+        skip = is_current(path, run.checkpoint(epoch), params) if (rank0 and not opts.force) else False
+        if comm.bcast(skip, root=0):
+            out.append(path)
+            _say(opts.quiet or not rank0, f"epoch {epoch}: {path} is up to date (--force recomputes)")
+            continue
+        bar.set_postfix_str(f"epoch {epoch}")
+        info = _one_epoch(comm, run, epoch, model, samples, layers, params, opts, acfg, gcfg, pcfg, scfg)
+        out.append(path)
+        if rank0:
+            _say(opts.quiet, f"epoch {epoch}: {info['n_nodes']} nodes, {info['n_edges']} edges "
+                 f"({info.get('collapsed_edges', 0)} after collapse), diagrams "
+                 f"{info['pairs']} | extract {info['t_extract']:.1f}s graph {info['t_graph']:.1f}s "
+                 f"PH {info['t_ph']:.1f}s -> {path}")
+    return out
+
+
+def _one_epoch(comm, run, epoch, model, samples, layers, params, opts, acfg, gcfg, pcfg, scfg) -> dict:
+    device = resolve_device(acfg.device)
+    models.load_state(model, run.checkpoint(epoch), params["net"])
+    t0 = time.perf_counter()
+    _maybe_fail(comm, "extract")
+    x, layout = activations.extract(comm, model, samples, layers, acfg, device)
+    raw = None
+    if opts.save_activations:
+        raw = gather_rows(comm, x)
+        if raw is x:
+            raw = x.copy()
+    t1 = time.perf_counter()
+    _maybe_fail(comm, "graph")
+    edges = graph.functional_graph(comm, x, gcfg, acfg.batch_size)
+    del x
+    t2 = time.perf_counter()
+    _maybe_fail(comm, "topology")
+    info = {}
+    if comm.Get_rank() == 0:
+        if len(edges) == 0:
+            raise UserError(f"epoch {epoch}: the graph has no edge with distance <= "
+                            f"{pcfg.max_distance} ({layout.n_nodes} nodes); raise --max-distance")
+        dgms = topology.persistence(layout.n_nodes, edges.i, edges.j, edges.distance, pcfg, info)
+        t3 = time.perf_counter()
+        grid, density, bettis, sums = summaries.curves_and_summaries(
+            dgms, edges.distance, layout.n_nodes, pcfg.max_distance, scfg)
+        _maybe_fail(comm, "write")
+        _write(run.epoch_file(epoch), params, layout, edges, raw, dgms, grid, density, bettis, sums)
+        info.update(n_nodes=layout.n_nodes, pairs="/".join(str(len(d)) for d in dgms),
+                    t_extract=t1 - t0, t_graph=t2 - t1, t_ph=t3 - t2)
+    quiet_barrier(comm)
+    return info
+
+
+def _write(path, params, layout, edges, raw, dgms, grid, density, bettis, sums):
+    attrs = dict(params, n_nodes=layout.n_nodes, n_units=layout.n_units, version=__version__)
+    arrays = {"graph/edges/i": edges.i, "graph/edges/j": edges.j,
+              "graph/edges/distance": edges.distance, "graph/layer": layout.node_layer(),
+              "betti/distance": grid, "betti/density": density}
+    if edges.dense is not None:
+        arrays["graph/distance"] = edges.dense
+    if raw is not None:
+        arrays["activations"] = np.ascontiguousarray(raw.T)
+    for k, (dg, b) in enumerate(zip(dgms, bettis)):
+        arrays[f"diagrams/dim_{k}"] = dg
+        arrays[f"betti/dim_{k}"] = b
+    gattrs = {"graph": {"layers": params["layers"], "layer_units": layout.units,
+                        "layer_nodes": layout.nodes,
+                        "grouping": "contiguous chunks of units averaged within each layer"}}
+    gattrs.update({f"summary/dim_{k}": s for k, s in enumerate(sums)})
+    storage.write_epoch_file(path, attrs, arrays, gattrs)
+
+
+def _say(quiet, msg):
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)

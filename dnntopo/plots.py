@@ -1,0 +1,110 @@
+"""Figures a researcher puts in a paper: Betti curves of several epochs, persistence diagrams,
+and the summaries against epoch beside test accuracy. PNG by default, any matplotlib format."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dnntopo import storage  # noqa: E402
+from dnntopo.errors import UserError  # noqa: E402
+
+
+def _smooth(y: np.ndarray, width: int) -> np.ndarray:
+    if width <= 1:
+        return y
+    k = np.ones(width) / width
+    return np.convolve(np.pad(y, (width // 2, width - 1 - width // 2), mode="edge"), k, mode="valid")
+
+
+def _save(fig, out):
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    fig.savefig(tmp, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(out)
+    return out
+
+
+def betti_curves(run: storage.Run, epochs: list, dim: int, out, smooth: int = 0):
+    """Betti curves (cavities per node) of `dim` for the epochs, against distance and density."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    cmap = plt.get_cmap("viridis")
+    last = None
+    for k, e in enumerate(epochs):
+        ep = storage.read_epoch(run.epoch_file(e))
+        if dim not in ep["betti"]:
+            raise UserError(f"--dim {dim}: epoch {e} was computed up to dimension "
+                            f"{ep['attrs']['max_dim']}")
+        x = ep["betti"]["distance"]
+        y = _smooth(ep["betti"][dim] / ep["attrs"]["n_nodes"], smooth)
+        ax.plot(x, y, color=cmap(k / max(len(epochs) - 1, 1)), lw=1.8, label=f"epoch {e}")
+        last = ep
+    a = last["attrs"]
+    ax.set_xlabel("distance  1 − |corr|")
+    ax.set_ylabel(f"Betti {dim} / node")
+    ax.set_title(f"{a['net']} on {a['dataset']}, trial {a['trial']}: dimension {dim}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2 if len(epochs) > 6 else 1)
+    xs, dens = last["betti"]["distance"], last["betti"]["density"]
+    top = ax.twiny()
+    top.set_xlim(ax.get_xlim())
+    ticks = [t for t in ax.get_xticks() if xs[0] <= t <= xs[-1]]
+    top.set_xticks(ticks)
+    top.set_xticklabels([f"{np.interp(t, xs, dens):.3g}" for t in ticks], fontsize=8)
+    top.set_xlabel(f"edge density at that distance (epoch {epochs[-1]})")
+    return _save(fig, out)
+
+
+def diagram(run: storage.Run, epoch: int, out, dims=None):
+    """Persistence diagram of one epoch; classes alive at the threshold drawn on the top line."""
+    ep = storage.read_epoch(run.epoch_file(epoch))
+    a = ep["attrs"]
+    top = a["max_distance"] * 1.05
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for k in sorted(dims if dims is not None else ep["diagrams"]):
+        dg = ep["diagrams"][k]
+        inf = ~np.isfinite(dg[:, 1])
+        ax.scatter(dg[~inf, 0], dg[~inf, 1], s=8, alpha=0.6, label=f"H{k} ({len(dg)})")
+        if inf.any():
+            ax.scatter(dg[inf, 0], np.full(inf.sum(), top), s=14, marker="^", alpha=0.8,
+                       label=f"H{k} alive at {a['max_distance']:g}")
+    ax.plot([0, top], [0, top], color="grey", lw=0.8)
+    ax.axhline(top, color="grey", lw=0.5, ls=":")
+    ax.set_xlim(0, top), ax.set_ylim(0, top * 1.02)
+    ax.set_xlabel("birth (distance)"), ax.set_ylabel("death (distance)")
+    ax.set_title(f"{a['net']} on {a['dataset']}: epoch {epoch}")
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, out)
+
+
+def summaries_vs_epoch(run: storage.Run, out, dims=None):
+    """Life, midlife and Betti max against epoch, each beside test accuracy."""
+    epochs = run.topology_epochs()
+    if not epochs:
+        raise UserError(f"no epoch files in {run.topology}; run `dnntopo topology` first")
+    eps = [storage.read_epoch(run.epoch_file(e)) for e in epochs]
+    dims = sorted(dims if dims is not None else eps[0]["summary"])
+    acc = {r["epoch"]: r["acc_test"] for r in storage.read_stats(run)}
+    keys = [("life", "life"), ("midlife", "midlife"), ("betti_max", "Betti max / node")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, (key, label) in zip(axes, keys):
+        for d in dims:
+            v = [ep["summary"][d][key] / (ep["attrs"]["n_nodes"] if key == "betti_max" else 1) for ep in eps]
+            ax.plot(epochs, v, marker="o", label=f"dim {d}")
+        ax.set_xlabel("epoch"), ax.set_ylabel(label), ax.grid(alpha=0.3)
+        if acc:
+            tw = ax.twinx()
+            tw.plot(epochs, [acc.get(e, np.nan) for e in epochs], color="black", ls="--", lw=1,
+                    label="test accuracy")
+            tw.set_ylabel("test accuracy")
+        ax.legend(fontsize=8, loc="upper left")
+    a = eps[0]["attrs"]
+    fig.suptitle(f"{a['net']} on {a['dataset']}, trial {a['trial']}: summaries against epoch")
+    fig.tight_layout()
+    return _save(fig, out)
