@@ -1,0 +1,39 @@
+"""Shared fixtures: the real Fashion-MNIST files and one short real training run."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FMNIST = Path(os.environ.get("DNNTOPO_FMNIST", "/usr/share/datasets/fashion-mnist"))
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def fmnist_root():
+    if not (FMNIST / "train-images-idx3-ubyte.gz").exists() and not (FMNIST / "train-images-idx3-ubyte").exists():
+        pytest.fail(f"Fashion-MNIST is not in {FMNIST}: run scripts/setup.sh (Debian package "
+                    f"dataset-fashion-mnist) or set DNNTOPO_FMNIST")
+    return FMNIST
+
+
+def dnntopo(*args, env=None, check=False, timeout=600, cwd=None):
+    """Run the dnntopo console script; return the CompletedProcess."""
+    full_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run([str(BIN / "dnntopo"), *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=cwd)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dnntopo {' '.join(map(str, args))} failed:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, fmnist_root):
+    """A real LeNet run on a 10% slice of Fashion-MNIST: epochs 0..2 checkpointed."""
+    runs = tmp_path_factory.mktemp("runs")
+    dnntopo("-q", "train", "--net", "lenet", "--dataset", "fashion_mnist", "--data-root", fmnist_root,
+            "--epochs", "2", "--lr", "0.01", "--subset", "0.1", "--save-epochs", "0", "1", "2",
+            "--run-dir", runs, check=True)
+    return runs / "lenet_fashion_mnist" / "trial_0"
