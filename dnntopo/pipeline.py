@@ -140,15 +140,15 @@ def _one_epoch(comm, run, epoch, model, samples, layers, params, opts, acfg, gcf
         t3 = time.perf_counter()
         grid, density, bettis, sums = summaries.curves_and_summaries(
             dgms, edges.distance, layout.n_nodes, pcfg.max_distance, scfg)
-        _maybe_fail(comm, "write")
-        _write(run.epoch_file(epoch), params, layout, edges, raw, dgms, grid, density, bettis, sums)
+        _write(run.epoch_file(epoch), params, layout, edges, raw, dgms, grid, density, bettis, sums,
+               before_close=lambda: _maybe_fail(comm, "write"))
         info.update(n_nodes=layout.n_nodes, pairs="/".join(str(len(d)) for d in dgms),
                     t_extract=t1 - t0, t_graph=t2 - t1, t_ph=t3 - t2)
     quiet_barrier(comm)
     return info
 
 
-def _write(path, params, layout, edges, raw, dgms, grid, density, bettis, sums):
+def _write(path, params, layout, edges, raw, dgms, grid, density, bettis, sums, before_close=None):
     attrs = dict(params, n_nodes=layout.n_nodes, n_units=layout.n_units, version=__version__)
     arrays = {"graph/edges/i": edges.i, "graph/edges/j": edges.j,
               "graph/edges/distance": edges.distance, "graph/layer": layout.node_layer(),
@@ -164,7 +164,7 @@ def _write(path, params, layout, edges, raw, dgms, grid, density, bettis, sums):
                         "layer_nodes": layout.nodes,
                         "grouping": "contiguous chunks of units averaged within each layer"}}
     gattrs.update({f"summary/dim_{k}": s for k, s in enumerate(sums)})
-    storage.write_epoch_file(path, attrs, arrays, gattrs)
+    storage.write_epoch_file(path, attrs, arrays, gattrs, before_close=before_close)
 
 
 def _say(quiet, msg):

@@ -120,8 +120,12 @@ def h5_file(path, mode="r"):
                         f"(dnntopo topology ... --force)") from None
 
 
-def write_epoch_file(path, attrs: dict, arrays: dict, group_attrs: dict | None = None):
-    """Write one epoch file atomically: root `attrs`, datasets `arrays` by path, group attributes."""
+def write_epoch_file(path, attrs: dict, arrays: dict, group_attrs: dict | None = None,
+                     before_close=None):
+    """Write one epoch file atomically: root `attrs`, datasets `arrays` by path, group attributes.
+
+    `before_close()` runs with everything written but the file not yet renamed (a test hook).
+    """
     path = Path(path)
     clean_stale(path.parent, "epoch_*")
     with atomic_path(path) as tmp:
@@ -134,6 +138,8 @@ def write_epoch_file(path, attrs: dict, arrays: dict, group_attrs: dict | None =
                 g = f.require_group(gname)
                 for k, v in gattrs.items():
                     g.attrs[k] = v
+            if before_close is not None:
+                before_close()
 
 
 def read_attrs(path) -> dict:

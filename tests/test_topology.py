@@ -1,0 +1,112 @@
+"""Persistent homology against ripser.py and against spaces whose homology is known by hand."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from ripser import ripser
+
+from dnntopo import topology
+from dnntopo.errors import UserError
+from dnntopo.topology import PHConfig, persistence
+
+
+def sparse_edges(dist, t):
+    iu, ju = np.triu_indices(dist.shape[0], 1)
+    keep = dist[iu, ju] <= t
+    return iu[keep], ju[keep], dist[iu, ju][keep].astype(np.float32)
+
+
+def same_diagram(a, b, tol=1e-6):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return False
+    key = lambda d: d[np.lexsort((d[:, 1], d[:, 0]))]  # noqa: E731
+    a, b = key(a), key(b)
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    return np.array_equal(fa, fb) and np.allclose(a[fa], b[fb], atol=tol)
+
+
+def points_distance(p, scale):
+    d = np.sqrt(((p[:, None] - p[None]) ** 2).sum(-1))
+    return d / scale
+
+
+@pytest.mark.parametrize("collapse", ["on", "off"])
+@pytest.mark.parametrize("backend", ["giotto", "ripser"])
+def test_equals_ripser_py(collapse, backend):
+    rng = np.random.default_rng(4)
+    p = rng.standard_normal((70, 4))
+    d = points_distance(p, 6.0)
+    t = 0.45
+    i, j, v = sparse_edges(d, t)
+    ours = persistence(70, i, j, v, PHConfig(max_dim=2, max_distance=t, collapse=collapse, backend=backend))
+    ref = ripser(sp.coo_matrix((v, (i, j)), shape=(70, 70)), maxdim=2, distance_matrix=True)["dgms"]
+    assert [len(x) for x in ours] == [len(x) for x in ref]
+    for a, b in zip(ours, ref):
+        assert same_diagram(a, b)
+    assert sum(len(x) for x in ours[1:]) > 0      # the test exercises higher dimensions
+
+
+def test_circle_has_one_long_class():
+    ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    d = points_distance(np.c_[np.cos(ang), np.sin(ang)], 2.5)   # diameter 0.8
+    i, j, v = sparse_edges(d, 1.0)
+    dg = persistence(24, i, j, v, PHConfig(max_dim=1, max_distance=1.0))
+    life = dg[1][:, 1] - dg[1][:, 0]
+    assert len(dg[1]) == 1 and life[0] > 0.3
+    assert np.isclose(dg[1][0, 0], d[0, 1], atol=1e-6)           # born when the ring closes
+    assert dg[0].shape == (24, 2) and np.sum(np.isinf(dg[0][:, 1])) == 1
+
+
+def test_octahedron_has_one_cavity():
+    p = np.vstack([np.eye(3), -np.eye(3)])
+    d = points_distance(p, 2.0)          # adjacent vertices sqrt(2)/2, antipodes 1
+    i, j, v = sparse_edges(d, 0.9)
+    for collapse in ("on", "off"):
+        dg = persistence(6, i, j, v, PHConfig(max_dim=2, max_distance=0.9, collapse=collapse))
+        assert len(dg[1]) == 0 and len(dg[2]) == 1
+        assert np.isclose(dg[2][0, 0], np.sqrt(2) / 2, atol=1e-6) and np.isinf(dg[2][0, 1])
+
+
+def test_two_clusters_and_isolated_vertices():
+    rng = np.random.default_rng(1)
+    p = np.vstack([rng.normal(0, 0.05, (10, 2)), rng.normal(5, 0.05, (10, 2)), [[50, 50], [-50, 50]]])
+    d = points_distance(p, 1.0)
+    i, j, v = sparse_edges(d, 0.6)
+    info = {}
+    dg = persistence(22, i, j, v, PHConfig(max_dim=1, max_distance=0.6), info)
+    ess = dg[0][np.isinf(dg[0][:, 1])]
+    assert len(ess) == 4 and np.all(ess[:, 0] == 0)  # two clusters + two isolated vertices
+    assert info["n_isolated"] == 2 and info["n_components"] == 2
+    ref = ripser(sp.coo_matrix((v, (i, j)), shape=(22, 22)), maxdim=1, distance_matrix=True)["dgms"]
+    assert same_diagram(dg[0], ref[0])
+
+
+def test_components_are_split_when_the_index_overflows(monkeypatch):
+    """Two disjoint cliques: batched per component, the union is the same diagram."""
+    rng = np.random.default_rng(2)
+    p = np.vstack([rng.normal(0, 1, (12, 3)), rng.normal(100, 1, (12, 3))])
+    d = points_distance(p, 12.0)
+    i, j, v = sparse_edges(d, 0.6)
+    whole = persistence(24, i, j, v, PHConfig(max_dim=2, max_distance=0.6, collapse="off"))
+    monkeypatch.setattr(topology, "MAX_SIMPLEX_INDEX", topology.comb(12, 4))
+    parts = persistence(24, i, j, v, PHConfig(max_dim=2, max_distance=0.6, collapse="off"))
+    for a, b in zip(whole, parts):
+        assert same_diagram(a, b)
+
+
+def test_index_limit_is_refused():
+    n = 3000
+    i, j = np.triu_indices(n, 1)
+    keep = (j - i) < 3
+    with pytest.raises(UserError, match=r"--max-dim 5: .* at most \d+ vertices"):
+        persistence(n, i[keep], j[keep], np.full(keep.sum(), 0.1, np.float32),
+                    PHConfig(max_dim=5, max_distance=0.6))
+    assert topology.comb(topology.max_vertices(2), 4) <= topology.MAX_SIMPLEX_INDEX
+    assert topology.comb(topology.max_vertices(2) + 1, 4) > topology.MAX_SIMPLEX_INDEX
+
+
+def test_bad_parameters():
+    with pytest.raises(UserError, match="--max-distance 1.5"):
+        PHConfig(max_distance=1.5).validate()
+    with pytest.raises(UserError, match="--backend 'nope'"):
+        PHConfig(backend="nope").validate()
