@@ -155,17 +155,18 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, cfg: PHConf
         relabel = np.cumsum(used) - 1
         m = int(used.sum())
         ci, cj = relabel[i], relabel[j]
-        t0 = time.perf_counter()
-        if use_collapse(cfg, ci.size):
-            ci, cj, d = collapse(m, ci, cj, d)
-        info.update(collapsed_edges=int(ci.size), seconds_collapse=time.perf_counter() - t0)
+        # components of the graph (an edge collapse keeps them); refuse before any heavy work
         adj = sp.coo_matrix((np.ones(ci.size, dtype=np.int8), (ci, cj)), shape=(m, m))
         n_comp, labels = connected_components(adj, directed=False)
         sizes = np.bincount(labels, minlength=n_comp)
         info.update(n_components=int(n_comp))
-        limit = max_vertices(cfg.max_dim)
+        batches = list(_batches(labels, sizes, max_vertices(cfg.max_dim), cfg.max_dim))
         t0 = time.perf_counter()
-        for batch in _batches(labels, sizes, limit, cfg.max_dim):
+        if use_collapse(cfg, ci.size):
+            ci, cj, d = collapse(m, ci, cj, d)
+        info.update(collapsed_edges=int(ci.size), seconds_collapse=time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for batch in batches:
             if len(batch) == n_comp:
                 size, vi, vj, vd = m, ci, cj, d
             else:
