@@ -24,6 +24,7 @@ setup(
         "gudhi>=3.8",
         "matplotlib>=3.6",
         "tqdm>=4.60",
+        "threadpoolctl>=3",
     ],
     extras_require={
         "mpi": ["mpi4py>=3.1"],

@@ -8,7 +8,6 @@ compactly, so the index never counts vertices that play no part.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from math import comb
@@ -18,6 +17,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from dnntopo.errors import UserError
+from hpc.comm import usable_cores
 
 BACKENDS = ("giotto", "ripser")
 #: Largest simplex index of giotto-ph and ripser.py (64-bit index less the coefficient bits).
@@ -57,12 +57,7 @@ class PHConfig:
         return self
 
     def threads(self) -> int:
-        if self.n_threads > 0:
-            return self.n_threads
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            return os.cpu_count() or 1
+        return self.n_threads if self.n_threads > 0 else usable_cores()
 
 
 def max_vertices(max_dim: int) -> int:

@@ -37,6 +37,14 @@ def get_comm():
     return SerialComm()
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity: what SLURM or mpiexec binding left it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def _buf(spec):
     """The array of an mpi4py buffer spec: `arr` or `[arr, ...]`."""
     return spec[0] if isinstance(spec, (list, tuple)) else spec

@@ -9,10 +9,13 @@ the pairs with distance 1 - |corr| <= threshold. No rank ever holds the n x n ma
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
+from hpc.comm import usable_cores
 from hpc.collectives import allgather_rows, gather_rows, sum_in_order
 from hpc.shard import block_bounds, split_blocks_by_cost
 
@@ -70,16 +73,33 @@ def standardize_inplace(comm, x: np.ndarray, sample_block: int) -> np.ndarray:
 
 
 class _NumpyProduct:
-    """Row-block products on the CPU with numpy/BLAS (float32 sgemm)."""
+    """Row-block products on the CPU with numpy/BLAS (float32 sgemm).
 
-    def __init__(self, z):
+    Every product is cut into tiles of COL_TILE columns, each computed by single-threaded BLAS,
+    the tiles spread over a pool of threads. Each value therefore comes from the same tile
+    shape whatever the number of threads or ranks: the results are bit-identical for any K.
+    """
+
+    COL_TILE = 512
+
+    def __init__(self, z, threads):
         self.z = z
+        self.pool = ThreadPoolExecutor(max_workers=max(threads, 1))
 
     def block(self, a, b, col0):
-        c = self.z[:, a:b].T @ self.z[:, col0:]
-        np.abs(c, out=c)
-        np.subtract(np.float32(1), c, out=c)
-        np.maximum(c, 0, out=c)
+        n = self.z.shape[1]
+        c = np.empty((b - a, n - col0), dtype=np.float32)
+        left = self.z[:, a:b].T
+
+        def tile(c0):
+            c1 = min(c0 + self.COL_TILE, n)
+            out = c[:, c0 - col0:c1 - col0]
+            np.matmul(left, self.z[:, c0:c1], out=out)
+            np.abs(out, out=out)
+            np.subtract(np.float32(1), out, out=out)
+            np.maximum(out, 0, out=out)
+
+        list(self.pool.map(tile, range(col0, n, self.COL_TILE)))
         return c
 
     def edges(self, d, a, b, threshold):
@@ -120,37 +140,38 @@ class _TorchProduct:
 
 def correlation_edges(comm, x_local: np.ndarray, threshold: float, *, sample_block: int,
                       device: str = "cpu", dense: bool = False, root: int = 0,
-                      progress=None) -> Edges | None:
+                      threads: int = 0, progress=None) -> Edges | None:
     """Edges with distance 1 - |corr| <= threshold between the columns of the sharded samples.
 
     `x_local` (float32, samples x variables) is overwritten with its standardized values.
     The result (and, with `dense`, the full float32 distance matrix) is returned on `root`;
     other ranks get None. `progress(k)` is called with the number of row blocks done.
+    `threads` (0: the cores this process may use) compute the tiles of each block.
     """
     if x_local.dtype != np.float32:
         raise TypeError("x_local must be float32")
     n = int(x_local.shape[1])
+    threads = threads or usable_cores()
     standardize_inplace(comm, x_local, sample_block)
     z = allgather_rows(comm, x_local)
     del x_local
-    prod = _NumpyProduct(z) if device == "cpu" else _TorchProduct(z, device)
-
     bounds = block_bounds(n, row_block_size(n))
     starts, stops = bounds[:-1], bounds[1:]
     costs = (stops - starts) * (n - starts)
     lo, hi = split_blocks_by_cost(costs, comm.Get_size(), comm.Get_rank())
     ii, jj, dd, rows = [], [], [], []
-    for k in range(lo, hi):
-        a, b = int(starts[k]), int(stops[k])
-        d = prod.block(a, b, a)
-        i, j, v = prod.edges(d, a, b, threshold)
-        ii.append(i), jj.append(j), dd.append(v)
-        if dense:
-            full = prod.to_numpy(prod.block(a, b, 0))
-            rows.append(full)
-        del d
-        if progress is not None:
-            progress(1)
+    with threadpool_limits(1, user_api="blas"):
+        prod = _NumpyProduct(z, threads) if device == "cpu" else _TorchProduct(z, device)
+        for k in range(lo, hi):
+            a, b = int(starts[k]), int(stops[k])
+            d = prod.block(a, b, a)
+            i, j, v = prod.edges(d, a, b, threshold)
+            ii.append(i), jj.append(j), dd.append(v)
+            if dense:
+                rows.append(prod.to_numpy(prod.block(a, b, 0)))
+            del d
+            if progress is not None:
+                progress(1)
     cat = (lambda parts, dt: np.concatenate(parts) if parts else np.empty(0, dt))
     i = gather_rows(comm, cat(ii, np.int32), root)
     j = gather_rows(comm, cat(jj, np.int32), root)
@@ -164,3 +185,4 @@ def correlation_edges(comm, x_local: np.ndarray, threshold: float, *, sample_blo
     if comm.Get_rank() != root:
         return None
     return Edges(i, j, v, n, dmat)
+

@@ -1,0 +1,199 @@
+#!/usr/bin/env python
+"""Benchmark one epoch of the topology pipeline on the LeNet / Fashion-MNIST functional graph.
+
+Prints, side by side in one run, the medians of: activation extraction, correlation + edges
+(against numpy's corrcoef alone), persistent homology through dnntopo (dims 0-2 and 0-3), the
+same PH by a direct gph.ripser_parallel call on the dense matrix (with and without its own
+collapse_edges) and by ripser.py; the peak memory of each (growth of the process's peak RSS);
+a check that all diagrams are equal; the whole epoch; and a sweep of --collapse on/off over
+thresholds and dimensions (the data behind `--collapse auto`).
+
+    python scripts/bench_topology.py [--run RUN --epoch E] [--reps 3] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dnntopo import activations, data, models, storage, summaries, topology  # noqa: E402
+from dnntopo.graph import GraphConfig, functional_graph  # noqa: E402
+from dnntopo.train import TrainConfig, train  # noqa: E402
+from hpc.comm import SerialComm  # noqa: E402
+
+
+def rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def peak_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(fn, reps):
+    """Median seconds over `reps` calls, peak RSS growth (MB) over them, and the last result."""
+    times, peaks, out = [], [], None
+    for _ in range(reps):
+        out = None
+        base = rss_mb()
+        reset_peak()
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+        peaks.append(peak_mb() - base)
+    return statistics.median(times), max(peaks), out
+
+
+def same(a, b, tol=1e-6):
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        x = x[np.lexsort((x[:, 1], x[:, 0]))]
+        y = np.asarray(y, dtype=np.float64)
+        y = y[np.lexsort((y[:, 1], y[:, 0]))]
+        if x.shape != y.shape:
+            return False
+        fx = np.isfinite(x)
+        if not (np.array_equal(fx, np.isfinite(y)) and np.allclose(x[fx], y[fx], atol=tol)):
+            return False
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", help="a LeNet / Fashion-MNIST run (default: train one for 2 epochs)")
+    ap.add_argument("--epoch", type=int, default=2)
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--max-distance", type=float, default=0.6)
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of the fast measurements")
+    ap.add_argument("--quick", action="store_true", help="skip the direct dims 0-3 call (minutes)")
+    a = ap.parse_args()
+    threads = topology.PHConfig().threads()
+    torch.set_num_threads(threads)
+
+    if a.run is None:
+        tmp = tempfile.mkdtemp(prefix="bench_topology_")
+        print(f"training LeNet on Fashion-MNIST for {a.epoch} epochs in {tmp} ...", file=sys.stderr)
+        run = train(TrainConfig(epochs=a.epoch, lr=0.01, save_epochs=[a.epoch], run_dir=tmp,
+                                data_root=a.data_root), quiet=True)
+    else:
+        run = storage.open_run(a.run)
+    cfg = storage.read_config(run)
+    ds = activations.sample_set(data.load(cfg["dataset"], cfg.get("data_root") or a.data_root, "test"),
+                                a.samples, "test")
+    model = models.build(cfg["net"], tuple(cfg["input_shape"]), cfg["num_classes"])
+    models.load_state(model, run.checkpoint(a.epoch), cfg["net"])
+    layers = models.DEFAULT_LAYERS[cfg["net"]]
+    comm, acfg = SerialComm(), activations.ActivationConfig(samples=a.samples)
+    t = a.max_distance
+
+    rows = []
+    sec, mem, (x, layout) = measure(lambda: activations.extract(comm, model, ds, layers, acfg,
+                                                                torch.device("cpu")), a.reps)
+    rows.append(("activation extraction", sec, mem, ""))
+    n = layout.n_nodes
+    sec, mem, edges = measure(lambda: functional_graph(comm, x.copy(), GraphConfig(max_distance=t), 100), a.reps)
+    rows.append(("correlation + edges (dnntopo)", sec, mem, f"{len(edges)} edges"))
+    x64 = x.T.astype(np.float64)
+    sec_np, mem_np, _ = measure(lambda: np.corrcoef(x64), a.reps)
+    rows.append(("numpy corrcoef alone (float64 n x n)", sec_np, mem_np, ""))
+    del x64
+    i, j, d = edges.i, edges.j, edges.distance
+    dense = np.ones((n, n), dtype=np.float32)
+    dense[i, j] = d
+    dense[j, i] = d
+    np.fill_diagonal(dense, 0)
+
+    from gph import ripser_parallel
+    results = {}
+    for dim in (2, 3):
+        def ours(dim=dim):
+            return topology.persistence(n, i, j, d, topology.PHConfig(max_dim=dim, max_distance=t))
+        reps = a.reps if dim == 2 else 1
+        sec, mem, dg = measure(ours, reps)
+        results[(dim, "ours")] = dg
+        rows.append((f"PH dims 0-{dim}: dnntopo (collapse auto)", sec, mem, ""))
+        for coll in (False, True):
+            if dim == 3 and not coll and a.quick:
+                continue
+            def direct(dim=dim, coll=coll):
+                return ripser_parallel(dense, maxdim=dim, thresh=t, metric="precomputed",
+                                       collapse_edges=coll, n_threads=threads)["dgms"]
+            sec, mem, dg = measure(direct, reps if dim == 2 else 1)
+            results[(dim, f"gph{coll}")] = dg
+            rows.append((f"PH dims 0-{dim}: gph.ripser_parallel direct" + (" + collapse_edges" if coll else ""),
+                         sec, mem, "same diagrams" if same(results[(dim, "ours")], dg) else "DIFFERENT"))
+    try:
+        from ripser import ripser
+        sec, mem, dg = measure(lambda: ripser(sp.coo_matrix((d, (i, j)), shape=(n, n)), maxdim=2,
+                                              distance_matrix=True)["dgms"], 1)
+        rows.append(("PH dims 0-2: ripser.py (sparse)", sec, mem,
+                     "same diagrams" if same(results[(2, "ours")], dg) else "DIFFERENT"))
+    except ImportError:
+        pass
+
+    def whole_epoch():
+        xx, lay = activations.extract(comm, model, ds, layers, acfg, torch.device("cpu"))
+        e = functional_graph(comm, xx, GraphConfig(max_distance=t), 100)
+        dg = topology.persistence(lay.n_nodes, e.i, e.j, e.distance, topology.PHConfig(max_dim=2, max_distance=t))
+        return summaries.curves_and_summaries(dg, e.distance, lay.n_nodes, t, summaries.SummaryConfig())
+    sec, mem, _ = measure(whole_epoch, a.reps)
+    rows.append(("whole epoch (extract + graph + PH 0-2 + summaries)", sec, mem, ""))
+
+    print(f"\nLeNet / Fashion-MNIST, epoch {a.epoch}: {n} nodes, {a.samples} samples, distance <= {t}, "
+          f"{threads} threads; medians of {a.reps} (dims 0-3: 1 run)\n")
+    w = max(len(r[0]) for r in rows)
+    print(f"{'step':<{w}}  {'seconds':>8}  {'peak MB':>8}  note")
+    for name, sec, mem, note in rows:
+        print(f"{name:<{w}}  {sec:8.2f}  {mem:8.0f}  {note}")
+    get = {r[0]: r[1] for r in rows}
+    print(f"\nspeed-up of dnntopo PH over the direct giotto-ph call: dims 0-2 "
+          f"{get['PH dims 0-2: gph.ripser_parallel direct'] / get['PH dims 0-2: dnntopo (collapse auto)']:.1f}x",
+          end="")
+    if "PH dims 0-3: gph.ripser_parallel direct" in get:
+        print(f", dims 0-3 {get['PH dims 0-3: gph.ripser_parallel direct'] / get['PH dims 0-3: dnntopo (collapse auto)']:.1f}x")
+    else:
+        print()
+    print(f"correlation + edges / numpy corrcoef: {get['correlation + edges (dnntopo)'] / sec_np:.2f}")
+
+    print("\n--collapse on vs off (medians, seconds of the PH step)")
+    print(f"{'distance':>8}  {'dims':>4}  {'edges':>8}  {'off':>7}  {'on':>7}  {'on/off':>6}")
+    for thr in (0.3, 0.45, 0.6):
+        keep = d <= thr
+        for dim in (1, 2, 3):
+            if dim == 3 and thr == 0.6 and a.quick:
+                continue
+            tt = {}
+            for coll in ("off", "on"):
+                r = a.reps if not (dim == 3 and coll == "off" and thr >= 0.45) else 1
+                tt[coll] = measure(lambda: topology.persistence(
+                    n, i[keep], j[keep], d[keep], topology.PHConfig(max_dim=dim, max_distance=thr, collapse=coll)), r)[0]
+            print(f"{thr:8.2f}  {dim:>4}  {int(keep.sum()):8d}  {tt['off']:7.2f}  {tt['on']:7.2f}  {tt['on'] / tt['off']:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
