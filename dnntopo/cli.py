@@ -76,7 +76,12 @@ def _add_topology_args(p, with_run=True):
     g.add_argument("--max-distance", type=float, default=0.6,
                    help="keep edges with 1-|corr| <= this (default 0.6 = DIPHA's MAX_EPSILON 0.3)")
     g.add_argument("--max-dim", type=int, default=2, help="homology dimensions 0..max-dim (default 2)")
-    g.add_argument("--backend", default="giotto", help="giotto (default) or ripser")
+    g.add_argument("--backend", default="giotto", help="giotto (default), ripser or dipha")
+    g.add_argument("--dipha", default="", help="DIPHA binary for --backend dipha (default $DIPHA)")
+    g.add_argument("--dipha-launch", default="auto", choices=("auto", "spawn", "mpiexec"),
+                   help="start DIPHA by MPI spawn, a separate mpiexec, or spawn with fallback (auto)")
+    g.add_argument("--dipha-procs", type=int, default=0, help="DIPHA processes (default: the job's ranks)")
+    g.add_argument("--dipha-timeout", type=float, default=3600, help="seconds to wait for DIPHA")
     g.add_argument("--collapse", default="auto", choices=("auto", "on", "off"),
                    help="exact edge collapse before the reduction (default auto, see README)")
     g.add_argument("--threads", type=int, default=0, help="PH threads (default: all cores)")
@@ -101,7 +106,9 @@ def _topology_configs(a):
                              max_nodes=a.max_nodes, batch_size=a.act_batch, device=a.device),
             GraphConfig(max_distance=a.max_distance, save_dense=a.save_dense),
             PHConfig(max_dim=a.max_dim, max_distance=a.max_distance, backend=a.backend,
-                     collapse=a.collapse, n_threads=a.threads),
+                     collapse=a.collapse, n_threads=a.threads, dipha=a.dipha,
+                     dipha_launch=a.dipha_launch, dipha_procs=a.dipha_procs,
+                     dipha_timeout=a.dipha_timeout),
             SummaryConfig(grid_points=a.grid_points, min_persistence=a.min_persistence))
 
 
@@ -209,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     """Entry point of the `dnntopo` console script."""
-    from hpc.comm import get_comm
+    from hpc.comm import abort_with, get_comm
     parser = build_parser()
     args = parser.parse_args(argv)
     comm = None
@@ -218,21 +225,14 @@ def main(argv=None):
         args.comm = comm
         args.func(args)
     except UserError as exc:
-        _fail(comm, f"error: {exc}", 2)
+        abort_with(comm, "dnntopo", f"error: {exc}", 2)
     except KeyboardInterrupt:
-        _fail(comm, "interrupted", 130)
+        abort_with(comm, "dnntopo", "interrupted", 130)
     except Exception as exc:  # a bug, or an environment problem we did not foresee
         if os.environ.get("DNNTOPO_DEBUG"):
             raise
         first = (str(exc).splitlines() or [""])[0]
-        _fail(comm, f"internal error: {type(exc).__name__}: {first} "
+        abort_with(comm, "dnntopo", f"internal error: {type(exc).__name__}: {first} "
                     f"(set DNNTOPO_DEBUG=1 for the traceback)", 1)
 
 
-def _fail(comm, msg: str, code: int):
-    size = comm.Get_size() if comm is not None else 1
-    where = f" on rank {comm.Get_rank()} of {size}" if size > 1 else ""
-    print(f"dnntopo{where}: {msg}", file=sys.stderr, flush=True)
-    if size > 1:
-        comm.Abort(code)
-    sys.exit(code)

@@ -29,10 +29,12 @@ class GraphConfig:
 
 
 def functional_graph(comm, activations: np.ndarray, cfg: GraphConfig, sample_block: int,
-                     progress=None) -> Edges | None:
-    """Edges of the functional graph on rank 0 (None elsewhere); `activations` is consumed."""
+                     keep_local: bool = False, progress=None) -> Edges | None:
+    """Edges of the functional graph on rank 0 (None elsewhere, unless `keep_local`: then
+    every rank also gets its own rows' edges); `activations` is consumed."""
     return correlation_edges(comm, activations, cfg.max_distance, sample_block=sample_block,
-                             device=cfg.device, dense=cfg.save_dense, progress=progress)
+                             device=cfg.device, dense=cfg.save_dense, keep_local=keep_local,
+                             progress=progress)
 
 
 def edge_density(distances: np.ndarray, n_nodes: int, grid: np.ndarray) -> np.ndarray:

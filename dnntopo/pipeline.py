@@ -107,8 +107,9 @@ def run_topology(comm, run: storage.Run, opts: TopologyOptions, acfg: activation
         info = _one_epoch(comm, run, epoch, model, samples, layers, params, opts, acfg, gcfg, pcfg, scfg)
         out.append(path)
         if rank0:
-            _say(opts.quiet, f"epoch {epoch}: {info['n_nodes']} nodes, {info['n_edges']} edges "
-                 f"({info.get('collapsed_edges', 0)} after collapse), diagrams "
+            collapsed = f" ({info['collapsed_edges']} after collapse)" if "collapsed_edges" in info else ""
+            _say(opts.quiet, f"epoch {epoch}: {info['n_nodes']} nodes, {info['n_edges']} edges"
+                 f"{collapsed}, diagrams "
                  f"{info['pairs']} | extract {info['t_extract']:.1f}s graph {info['t_graph']:.1f}s "
                  f"PH {info['t_ph']:.1f}s -> {path}")
     return out
@@ -127,25 +128,67 @@ def _one_epoch(comm, run, epoch, model, samples, layers, params, opts, acfg, gcf
             raw = x.copy()
     t1 = time.perf_counter()
     _maybe_fail(comm, "graph")
-    edges = graph.functional_graph(comm, x, gcfg, acfg.batch_size)
+    use_dipha = pcfg.backend == "dipha"
+    edges = graph.functional_graph(comm, x, gcfg, acfg.batch_size, keep_local=use_dipha)
     del x
     t2 = time.perf_counter()
     _maybe_fail(comm, "topology")
     info = {}
+    empty = comm.bcast(len(edges) == 0 if comm.Get_rank() == 0 else None, root=0)
+    if empty:
+        raise UserError(f"epoch {epoch}: the graph has no edge with distance <= "
+                        f"{pcfg.max_distance} ({layout.n_nodes} nodes); raise --max-distance")
+    dipha_dgms = handoff_dipha(comm, run.epoch_file(epoch), edges, pcfg, info) if use_dipha else None
     if comm.Get_rank() == 0:
-        if len(edges) == 0:
-            raise UserError(f"epoch {epoch}: the graph has no edge with distance <= "
-                            f"{pcfg.max_distance} ({layout.n_nodes} nodes); raise --max-distance")
-        dgms = topology.persistence(layout.n_nodes, edges.i, edges.j, edges.distance, pcfg, info)
+        if use_dipha:
+            dgms = dipha_dgms
+        else:
+            dgms = topology.persistence(layout.n_nodes, edges.i, edges.j, edges.distance, pcfg, info)
         t3 = time.perf_counter()
         grid, density, bettis, sums = summaries.curves_and_summaries(
             dgms, edges.distance, layout.n_nodes, pcfg.max_distance, scfg)
         _write(run.epoch_file(epoch), params, layout, edges, raw, dgms, grid, density, bettis, sums,
                before_close=lambda: _maybe_fail(comm, "write"))
-        info.update(n_nodes=layout.n_nodes, pairs="/".join(str(len(d)) for d in dgms),
+        info.update(n_nodes=layout.n_nodes, n_edges=len(edges), pairs="/".join(str(len(d)) for d in dgms),
                     t_extract=t1 - t0, t_graph=t2 - t1, t_ph=t3 - t2)
     quiet_barrier(comm)
     return info
+
+
+def handoff_dipha(comm, epoch_path: Path, edges, pcfg, info: dict):
+    """Write the sparse distance collectively (MPI-IO), run DIPHA on it over the job's
+    communicator, and read its diagram back in distance units (on rank 0)."""
+    from dnntopo import dipha
+    from hpc.launch import Launch, LaunchError, run_external
+    from hpc.mpiio import symmetric_rows, write_rows
+    n, rank, bounds = edges.n, comm.Get_rank(), edges.row_bounds
+    lo, hi = int(bounds[rank]), int(bounds[rank + 1])
+    rows, cols, vals = symmetric_rows(comm, bounds, *edges.local)
+    stem = epoch_path.with_name(f".{epoch_path.stem}.dipha")
+    src, out = stem.with_suffix(".complex"), stem.with_suffix(".diagram")
+    if rank == 0 and out.exists():
+        out.unlink()
+    write_rows(comm, src, [dipha.MAGIC, dipha.SPARSE, n], n, lo, hi, rows, cols, vals)
+    del rows, cols, vals
+    launch = Launch(pcfg.dipha, ["--upper_dim", pcfg.max_dim + 1, src, out], procs=pcfg.dipha_procs,
+                    mode=pcfg.dipha_launch, timeout=pcfg.dipha_timeout)
+    t0 = time.perf_counter()
+    try:
+        how = run_external(comm, launch, out, dipha.file_size_ok)
+    except LaunchError as exc:
+        if rank == 0:
+            src.unlink(missing_ok=True), out.unlink(missing_ok=True)
+        raise UserError(f"--dipha {pcfg.dipha}: {exc}") from None
+    info.update(dipha_launch=how, seconds_dipha=time.perf_counter() - t0)
+    if rank != 0:
+        return None
+    _say(False, f"DIPHA ran through {how} ({launch.procs or comm.Get_size()} processes, "
+                f"{time.perf_counter() - t0:.1f} s)")
+    try:
+        dgms = dipha.from_dipha(*dipha.read_diagram(out), max_dim=pcfg.max_dim)
+    finally:
+        src.unlink(missing_ok=True), out.unlink(missing_ok=True)
+    return dgms
 
 
 def _write(path, params, layout, edges, raw, dgms, grid, density, bettis, sums, before_close=None):

@@ -8,6 +8,7 @@ compactly, so the index never counts vertices that play no part.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from math import comb
@@ -19,7 +20,7 @@ from scipy.sparse.csgraph import connected_components
 from dnntopo.errors import UserError
 from hpc.comm import usable_cores
 
-BACKENDS = ("giotto", "ripser")
+BACKENDS = ("giotto", "ripser", "dipha")
 #: Largest simplex index of giotto-ph and ripser.py (64-bit index less the coefficient bits).
 MAX_SIMPLEX_INDEX = 2 ** 55 - 1
 #: `--collapse auto` collapses when the reduction reaches dimension >= 2 and the graph has at
@@ -37,18 +38,32 @@ class PHConfig:
     backend: str = "giotto"
     collapse: str = "auto"
     n_threads: int = 0     # 0: every core this process may use
+    dipha: str = ""        # DIPHA binary for backend dipha (default $DIPHA)
+    dipha_launch: str = "auto"
+    dipha_procs: int = 0   # 0: as many as ranks
+    dipha_timeout: float = 3600.0
 
     def validate(self):
         if self.max_dim < 0:
             raise UserError("--max-dim must be 0 or more")
         if self.backend not in BACKENDS:
-            raise UserError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}"
-                            + (" (the dipha backend is not available in this version)"
-                               if self.backend == "dipha" else ""))
+            raise UserError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
         if self.collapse not in ("auto", "on", "off"):
             raise UserError("--collapse must be auto, on or off")
         if not 0 < self.max_distance <= 1:
             raise UserError(f"--max-distance {self.max_distance}: must lie in (0, 1]")
+        if self.backend == "dipha":
+            import shutil
+            self.dipha = self.dipha or os.environ.get("DIPHA", "")
+            if not self.dipha:
+                raise UserError("--backend dipha needs the DIPHA binary: --dipha PATH or $DIPHA "
+                                "(dnntopo-dipha is a drop-in)")
+            found = shutil.which(self.dipha)
+            if not found:
+                raise UserError(f"--dipha {self.dipha}: not an executable file")
+            self.dipha = found
+            if self.dipha_launch not in ("auto", "spawn", "mpiexec"):
+                raise UserError("--dipha-launch must be auto, spawn or mpiexec")
         if self.backend == "ripser":
             try:
                 import ripser  # noqa: F401

@@ -45,6 +45,17 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def abort_with(comm, prog: str, msg: str, code: int):
+    """Print one line naming the rank, then end the whole job: MPI_Abort with several ranks
+    (as mpi4py's `-m mpi4py` runner does), a plain exit with one."""
+    size = comm.Get_size() if comm is not None else 1
+    where = f" on rank {comm.Get_rank()} of {size}" if size > 1 else ""
+    print(f"{prog}{where}: {msg}", file=sys.stderr, flush=True)
+    if size > 1:
+        comm.Abort(code)
+    sys.exit(code)
+
+
 def _buf(spec):
     """The array of an mpi4py buffer spec: `arr` or `[arr, ...]`."""
     return spec[0] if isinstance(spec, (list, tuple)) else spec

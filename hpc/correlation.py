@@ -31,6 +31,8 @@ class Edges:
     distance: np.ndarray   # float32
     n: int
     dense: np.ndarray | None = None  # full distance matrix (float32), only when asked
+    local: tuple | None = None       # (i, j, distance) of this rank's rows, when asked
+    row_bounds: np.ndarray | None = None  # first row of each rank's range, then n
 
     def __len__(self):
         return int(self.i.size)
@@ -140,13 +142,15 @@ class _TorchProduct:
 
 def correlation_edges(comm, x_local: np.ndarray, threshold: float, *, sample_block: int,
                       device: str = "cpu", dense: bool = False, root: int = 0,
-                      threads: int = 0, progress=None) -> Edges | None:
+                      threads: int = 0, keep_local: bool = False, progress=None) -> Edges | None:
     """Edges with distance 1 - |corr| <= threshold between the columns of the sharded samples.
 
     `x_local` (float32, samples x variables) is overwritten with its standardized values.
     The result (and, with `dense`, the full float32 distance matrix) is returned on `root`;
     other ranks get None. `progress(k)` is called with the number of row blocks done.
     `threads` (0: the cores this process may use) compute the tiles of each block.
+    With `keep_local` every rank gets an Edges whose `local` holds its own rows' edges and
+    `row_bounds` the contiguous row range of every rank (for collective writes).
     """
     if x_local.dtype != np.float32:
         raise TypeError("x_local must be float32")
@@ -182,7 +186,14 @@ def correlation_edges(comm, x_local: np.ndarray, threshold: float, *, sample_blo
                            root)
         if dmat is not None:
             np.fill_diagonal(dmat, 0)
+    extra = {}
+    if keep_local:
+        size = comm.Get_size()
+        firsts = [split_blocks_by_cost(costs, size, r)[0] for r in range(size)]
+        extra = dict(local=(cat(ii, np.int32), cat(jj, np.int32), cat(dd, np.float32)),
+                     row_bounds=np.array([int(bounds[f]) for f in firsts] + [n], dtype=np.int64))
     if comm.Get_rank() != root:
-        return None
-    return Edges(i, j, v, n, dmat)
+        return Edges(np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.float32), n,
+                     **extra) if keep_local else None
+    return Edges(i, j, v, n, dmat, **extra)
 

@@ -1,0 +1,121 @@
+"""Start an external MPI program (such as DIPHA) from inside an MPI job and wait for its output.
+
+Two paths: `spawn` (MPI_Comm_spawn from the job's own communicator, as many processes as
+ranks unless told otherwise) and `mpiexec` (rank 0 runs a separate `mpiexec -n P` step, or
+the program directly when P is 1, with the launcher's variables removed so that Open MPI
+allows it). `auto` tries spawn and falls back to mpiexec when spawning is refused (Open MPI 4
+singletons, `srun` allocations without free slots). Either way the wait is bounded: the output
+must be complete (as judged by `ready(path)`) within `timeout` seconds.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+from hpc.comm import SerialComm
+
+LAUNCHER_PREFIXES = ("OMPI_", "PMIX_", "PMI_", "ORTE_", "OPAL_", "HYDRA_", "MPI_LOCAL")
+
+
+class LaunchError(RuntimeError):
+    """The external program could not be started, failed, or did not deliver in time."""
+
+
+@dataclass
+class Launch:
+    """How to run the external program."""
+    command: str
+    args: list
+    procs: int = 0            # 0: as many as the job has ranks
+    mode: str = "auto"        # auto | spawn | mpiexec
+    timeout: float = 3600.0
+    mpiexec: str = "mpiexec"
+    mpiexec_args: tuple = ("--oversubscribe",)
+
+
+#: Open MPI variables that are the user's settings, not the launcher's: they are kept.
+USER_KEEP = ("OMPI_ALLOW_", "OMPI_MCA_")
+LAUNCHER_MCA = ("orte_", "ess", "pmix", "initial_wdir", "shmem_", "hnp", "mpi_yield_when_idle")
+
+
+def clean_env() -> dict:
+    """This process's environment without the MPI launcher's variables (user settings kept)."""
+    def keep(k):
+        if k.startswith(USER_KEEP):
+            return not (k.startswith("OMPI_MCA_") and k[9:].startswith(LAUNCHER_MCA))
+        return not k.startswith(LAUNCHER_PREFIXES)
+    return {k: v for k, v in os.environ.items() if keep(k)}
+
+
+def _wait_ready(ready, output, timeout, proc=None):
+    t0 = time.monotonic()
+    while True:
+        if proc is not None:
+            code = proc.poll()
+            if code is not None:
+                if code != 0:
+                    err = [ln.strip() for ln in (proc.stderr.read() or b"").decode(errors="replace").splitlines()
+                           if ln.strip().strip("-")]
+                    raise LaunchError(f"exited with status {code}" + (f": {err[-1]}" if err else ""))
+                if not ready(output):
+                    raise LaunchError(f"exited without writing a complete {output}")
+                return
+        elif ready(output):
+            return
+        if time.monotonic() - t0 > timeout:
+            if proc is not None:
+                proc.kill()
+            raise LaunchError(f"no complete {output} after {timeout:g} s (timeout)")
+        time.sleep(0.05)
+
+
+def run_external(comm, launch: Launch, output, ready) -> str:
+    """Run the program collectively; return the path that ran ('spawn' or 'mpiexec').
+
+    Raises LaunchError on rank 0 (other ranks return) when it fails or times out.
+    """
+    size = comm.Get_size()
+    procs = launch.procs or size
+    mode = launch.mode
+    serial = isinstance(comm, SerialComm)
+    if mode in ("auto", "spawn") and not serial:
+        try:
+            inter = comm.Spawn(launch.command, args=[str(a) for a in launch.args], maxprocs=procs, root=0)
+        except Exception as exc:  # mpi4py.MPI.Exception: spawn refused
+            if mode == "spawn":
+                raise LaunchError(f"MPI_Comm_spawn of {launch.command} failed: {exc}") from None
+        else:
+            err = None
+            if comm.Get_rank() == 0:
+                try:
+                    _wait_ready(ready, output, launch.timeout)
+                except LaunchError as exc:
+                    err = str(exc)
+            err = comm.bcast(err, root=0)
+            inter.Free()
+            if err:
+                raise LaunchError(err)
+            return "spawn"
+    elif mode == "spawn":
+        raise LaunchError("spawn needs an MPI launch (mpiexec/srun); use --dipha-launch mpiexec")
+    err = None
+    if comm.Get_rank() == 0:
+        exe = shutil.which(launch.mpiexec) if procs > 1 else None
+        if procs > 1 and exe is None:
+            err = f"{launch.mpiexec} not found to start {procs} processes"
+        else:
+            cmd = ([exe, "-n", str(procs), *launch.mpiexec_args] if exe else []) + [launch.command] + \
+                  [str(a) for a in launch.args]
+            try:
+                proc = subprocess.Popen(cmd, env=clean_env(), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+                _wait_ready(ready, output, launch.timeout, proc)
+            except (OSError, LaunchError) as exc:
+                err = str(exc)
+    err = comm.bcast(err, root=0)
+    if err:
+        raise LaunchError(err)
+    return "mpiexec"
