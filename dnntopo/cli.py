@@ -173,6 +173,22 @@ def cmd_run(a):
         print("plots:\n" + "\n".join(f"  {p}" for p in made))
 
 
+def cmd_export_dipha(a):
+    from dnntopo import pipeline, storage
+    out = pipeline.export_dipha(storage.open_run(a.run), a.epoch, a.out, a.full)
+    attrs = storage.read_attrs(storage.open_run(a.run).epoch_file(a.epoch))
+    print(out)
+    if not a.quiet:
+        print(f"run DIPHA on it, e.g.: mpiexec -n 4 dipha --upper_dim {attrs['max_dim'] + 1} {out} "
+              f"{out.with_suffix('.diagram')}\nthen: dnntopo import-dipha --run {a.run} --epoch {a.epoch} "
+              f"--diagram {out.with_suffix('.diagram')}", file=sys.stderr)
+
+
+def cmd_import_dipha(a):
+    from dnntopo import pipeline, storage
+    print(pipeline.import_dipha(storage.open_run(a.run), a.epoch, a.diagram))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dnntopo",
@@ -211,6 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs to compute the topology of (default: --save-epochs)")
     _add_topology_args(t, with_run=False)
     t.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("export-dipha", help="write an epoch's distance matrix in DIPHA's format")
+    t.add_argument("--run", required=True, help="run folder")
+    t.add_argument("--epoch", type=int, required=True, help="epoch")
+    t.add_argument("--out", default=None, help="output file (default topology/epoch_XXXX.complex)")
+    t.add_argument("--full", action="store_true", help="full matrix (type 7; needs --save-dense) instead of sparse")
+    t.set_defaults(func=cmd_export_dipha)
+
+    t = sub.add_parser("import-dipha", help="put a DIPHA persistence diagram into an epoch file")
+    t.add_argument("--run", required=True, help="run folder")
+    t.add_argument("--epoch", type=int, required=True, help="epoch")
+    t.add_argument("--diagram", required=True, help="DIPHA diagram file (type 2)")
+    t.set_defaults(func=cmd_import_dipha)
     return p
 
 

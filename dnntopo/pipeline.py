@@ -83,6 +83,9 @@ def run_topology(comm, run: storage.Run, opts: TopologyOptions, acfg: activation
     device = resolve_device(acfg.device)
     gcfg.device = "cpu" if device.type == "cpu" else str(device)
     rank0 = comm.Get_rank() == 0
+    if rank0:
+        run.topology.mkdir(parents=True, exist_ok=True)
+    comm.Barrier()
     split_set = data.load(dataset, cfg.get("data_root"), acfg.sample_split)
     samples = activations.sample_set(split_set, acfg.samples, acfg.sample_split)
     del split_set
@@ -213,3 +216,64 @@ def _write(path, params, layout, edges, raw, dgms, grid, density, bettis, sums, 
 def _say(quiet, msg):
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
+
+
+def export_dipha(run: storage.Run, epoch: int, out: Path | None, full: bool) -> Path:
+    """Write an epoch's distance in DIPHA's format: sparse (type 8) from the stored edges, or
+    full (type 7) from the stored dense matrix (computed with --save-dense)."""
+    from dnntopo import dipha
+    path = run.epoch_file(epoch)
+    if not path.exists():
+        raise UserError(f"{path} does not exist; compute it with `dnntopo topology --run {run.root} --epochs {epoch}`")
+    out = Path(out) if out else path.with_suffix(".full.complex" if full else ".complex")
+    with storage.h5_file(path) as f:
+        n = int(f.attrs["n_nodes"])
+        if full:
+            if "graph/distance" not in f:
+                raise UserError(f"{path} holds no full distance matrix; recompute the epoch with "
+                                f"--save-dense --force, or export the sparse matrix (no --full)")
+            dipha.write_full(out, f["graph/distance"][()].astype(np.float64))
+        else:
+            e = f["graph/edges"]
+            counts, cols, vals, _ = dipha.symmetric_lists(n, e["i"][()], e["j"][()], e["distance"][()])
+            dipha.write_sparse(out, n, counts, cols, vals)
+    return out
+
+
+def import_dipha(run: storage.Run, epoch: int, diagram_path) -> Path:
+    """Replace an epoch's diagrams (and curves and summaries) by a DIPHA diagram file."""
+    import h5py
+    from dnntopo import dipha
+    path = run.epoch_file(epoch)
+    if not path.exists():
+        raise UserError(f"{path} does not exist: compute the epoch first (its graph is needed)")
+    dims, births, deaths = dipha.read_diagram(diagram_path)
+    with storage.h5_file(path) as f:
+        attrs = {k: f.attrs[k] for k in f.attrs}
+        distances = f["graph/edges/distance"][()]
+    max_dim = int(attrs["max_dim"])
+    top = int(np.max(np.where(dims < 0, -dims - 1, dims))) if dims.size else 0
+    if top > max_dim:
+        max_dim = top
+    dgms = dipha.from_dipha(dims, births, deaths, max_dim=max_dim)
+    scfg = summaries.SummaryConfig(grid_points=int(attrs["grid_points"]),
+                                   min_persistence=float(attrs["min_persistence"]))
+    grid, density, bettis, sums = summaries.curves_and_summaries(
+        dgms, distances, int(attrs["n_nodes"]), float(attrs["max_distance"]), scfg)
+    from hpc.io import atomic_path
+    with atomic_path(path) as tmp:
+        with storage.h5_file(path) as src, h5py.File(tmp, "w") as dst:
+            for k, v in src.attrs.items():
+                dst.attrs[k] = v
+            dst.attrs["backend"], dst.attrs["max_dim"] = "dipha", max_dim
+            dst.attrs["imported_from"] = str(Path(diagram_path).resolve())
+            for name in src:
+                if name not in ("diagrams", "betti", "summary"):
+                    src.copy(src[name], dst, name=name)
+            dst["betti/distance"], dst["betti/density"] = grid, density
+            for k, (dg, b, s) in enumerate(zip(dgms, bettis, sums)):
+                dst[f"diagrams/dim_{k}"], dst[f"betti/dim_{k}"] = dg, b
+                g = dst.require_group(f"summary/dim_{k}")
+                for key, val in s.items():
+                    g.attrs[key] = val
+    return path

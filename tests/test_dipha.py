@@ -1,0 +1,196 @@
+"""DIPHA's file formats (byte-exact fixtures built by hand), dnntopo-dipha against the diagrams
+the real DIPHA produced, export/import, and the handoff under mpiexec."""
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import BIN, REPO, dnntopo
+from dnntopo import dipha, storage
+from dnntopo.errors import UserError
+
+SHARED = Path(os.environ.get("DNNTOPO_DIPHA_REGRESSION", REPO.parent / "shared" / "dipha-regression"))
+MAGIC = 8067171840
+CASES = [("sphere_1", "sphere_3_32", 1), ("sphere_2", "sphere_3_32", 2), ("sphere_3", "sphere_3_32", 3),
+         ("sphere_3_2", "sphere_3_32_2", 3), ("sphere_3_0.8", "sphere_3_32_0.8", 3),
+         ("sphere_2_0.5", "sphere_3_32_0.5", 2), ("sphere_1_0.3", "sphere_3_32_0.3", 2)]
+
+
+def full_bytes():
+    d = [0.0, 0.5, 1.5, 0.5, 0.0, 0.25, 1.5, 0.25, 0.0]
+    return struct.pack("<qqq", MAGIC, 7, 3) + struct.pack("<9d", *d), np.array(d).reshape(3, 3)
+
+
+def sparse_bytes():
+    # 3 vertices, edges 0-1 (0.1) and 1-2 (0.2), listed from both ends
+    return (struct.pack("<qqq", MAGIC, 8, 3) + struct.pack("<3q", 1, 2, 1) + struct.pack("<4q", 1, 0, 2, 1)
+            + struct.pack("<4d", 0.1, 0.1, 0.2, 0.2))
+
+
+def diagram_bytes():
+    return struct.pack("<qqq", MAGIC, 2, 2) + struct.pack("<qdd", -1, 0.0, 0.5) + struct.pack("<qdd", 0, 0.0, 0.125)
+
+
+def test_full_matrix_read_and_write(tmp_path):
+    raw, mat = full_bytes()
+    (tmp_path / "a").write_bytes(raw)
+    assert np.array_equal(dipha.read_full(tmp_path / "a"), mat)
+    dipha.write_full(tmp_path / "b", mat)
+    assert (tmp_path / "b").read_bytes() == raw
+
+
+def test_sparse_matrix_read_and_write(tmp_path):
+    (tmp_path / "a").write_bytes(sparse_bytes())
+    n, counts, idx, val = dipha.read_sparse(tmp_path / "a")
+    assert n == 3 and list(counts) == [1, 2, 1] and list(idx) == [1, 0, 2, 1] and list(val) == [0.1, 0.1, 0.2, 0.2]
+    c, cols, vals, _ = dipha.symmetric_lists(3, np.array([0, 1]), np.array([1, 2]), np.array([0.1, 0.2]))
+    dipha.write_sparse(tmp_path / "b", 3, c, cols, vals)
+    assert (tmp_path / "b").read_bytes() == sparse_bytes()
+    n, i, j, d = dipha.edges_from_file(tmp_path / "a")
+    assert (list(i), list(j), list(d)) == ([0, 1], [1, 2], [0.1, 0.2])
+
+
+def test_diagram_read_and_write(tmp_path):
+    (tmp_path / "a").write_bytes(diagram_bytes())
+    dims, b, d = dipha.read_diagram(tmp_path / "a")
+    assert list(dims) == [-1, 0] and list(b) == [0, 0] and list(d) == [0.5, 0.125]
+    dipha.write_diagram(tmp_path / "b", dims, b, d)
+    assert (tmp_path / "b").read_bytes() == diagram_bytes()
+    # conventions: halved values, essential with the largest value, no zero-persistence pair
+    dims, b, d = dipha.to_dipha([np.array([[0, 0.25], [0, np.inf]]), np.array([[0.3, 0.3], [0.2, 0.4]])], top=1.0)
+    assert list(dims) == [0, -1, 1] and list(b) == [0, 0, 0.1] and list(d) == [0.125, 0.5, 0.2]
+    back = dipha.from_dipha(dims, b, d)
+    assert np.array_equal(back[0], [[0, 0.25], [0, np.inf]]) and np.array_equal(back[1], [[0.2, 0.4]])
+
+
+def test_bad_files_are_one_line(tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_bytes(struct.pack("<qqq", 1234, 7, 3))
+    with pytest.raises(UserError, match="not a DIPHA file"):
+        dipha.read_full(bad)
+    bad.write_bytes(diagram_bytes())
+    with pytest.raises(UserError, match="is a persistence diagram .* expected a sparse distance matrix"):
+        dipha.read_sparse(bad)
+    bad.write_bytes(full_bytes()[0][:-8])
+    with pytest.raises(UserError, match="is truncated"):
+        dipha.read_full(bad)
+    raw = bytearray(sparse_bytes())
+    raw[24:32] = struct.pack("<q", 5)          # counts now add up to 8 neighbours, the file has 4
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(UserError, match="8 neighbours"):
+        dipha.read_sparse(bad)
+    bad.write_bytes(struct.pack("<qq", MAGIC, 9))
+    with pytest.raises(UserError, match="truncated"):
+        dipha.header(bad)
+    p = subprocess.run([str(BIN / "dnntopo-dipha"), str(bad), str(tmp_path / "o")], capture_output=True, text=True)
+    assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+@pytest.fixture(scope="module")
+def regression():
+    if not SHARED.is_dir():
+        pytest.fail(f"DIPHA's regression data is not at {SHARED} (shared/dipha-regression beside the "
+                    f"repository); set DNNTOPO_DIPHA_REGRESSION")
+    return SHARED
+
+
+@pytest.mark.parametrize("expected,source,upper", CASES)
+def test_dnntopo_dipha_equals_real_dipha(regression, tmp_path, expected, source, upper):
+    out = tmp_path / "out.diagram"
+    subprocess.run([str(BIN / "dnntopo-dipha"), "--upper_dim", str(upper), "--dual",
+                    str(regression / f"{source}.complex"), str(out)], check=True)
+    want, got = dipha.read_diagram(regression / f"{expected}.diagram"), dipha.read_diagram(out)
+    ka, kb = np.lexsort(want[::-1]), np.lexsort(got[::-1])
+    assert len(want[0]) == len(got[0])
+    for x, y in zip(want, got):
+        assert np.allclose(x[ka], y[kb], rtol=0, atol=1e-12)   # float64 values of the input, not float32
+
+
+def test_export_run_import_roundtrip(trained_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("topology"))
+    dnntopo("-q", "topology", "--run", run_dir, "--epochs", "1", "--samples", "400", "--max-dim", "2",
+            "--max-distance", "0.5", check=True)
+    run = storage.Run(run_dir)
+    with h5py.File(run.epoch_file(1)) as f:
+        before = {k: f[f"diagrams/dim_{k}"][()] for k in range(3)}
+        i, j, d = f["graph/edges/i"][()], f["graph/edges/j"][()], f["graph/edges/distance"][()]
+    p = dnntopo("-q", "export-dipha", "--run", run_dir, "--epoch", "1", check=True)
+    src = Path(p.stdout.strip())
+    n, ei, ej, ed = dipha.edges_from_file(src)
+    assert n == 1820 and np.array_equal(ei, i) and np.array_equal(ej, j) and np.array_equal(ed, d.astype(np.float64))
+    out = tmp_path / "e.diagram"
+    subprocess.run([str(BIN / "dnntopo-dipha"), "--upper_dim", "3", str(src), str(out)], check=True)
+    dims, b, de = dipha.read_diagram(out)
+    # DIPHA's conventions on the LeNet graph: half distances; one essential class per component
+    ess0 = (dims == -1)
+    assert ess0.sum() == np.isinf(before[0][:, 1]).sum() and np.all(de[ess0] == d.max() / 2)
+    assert np.allclose(np.sort(b[(dims == 1) | (dims == -2)]) * 2, np.sort(before[1][:, 0]))
+    dnntopo("-q", "import-dipha", "--run", run_dir, "--epoch", "1", "--diagram", out, check=True)
+    with h5py.File(run.epoch_file(1)) as f:
+        assert f.attrs["backend"] == "dipha"
+        for k in range(3):
+            assert np.array_equal(f[f"diagrams/dim_{k}"][()], before[k])
+
+
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+           "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+FAKE = {"crash": "import sys\nfrom mpi4py import MPI\nsys.exit(3)\n",
+        "hang": "import time\nfrom mpi4py import MPI\ntime.sleep(600)\n"}
+
+
+def mpi_topology(run_dir, k, extra, timeout=180):
+    cmd = [shutil.which("mpiexec"), "-n", str(k), "--oversubscribe", str(BIN / "dnntopo"), "-q", "topology",
+           "--run", str(run_dir), "--epochs", "1", "--samples", "400", "--max-dim", "2", "--max-distance", "0.5",
+           "--force", *map(str, extra)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **MPI_ENV), timeout=timeout)
+
+
+@pytest.mark.mpi
+def test_handoff_spawn_and_fallback_give_the_same_file(trained_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("topology"))
+    p = mpi_topology(run_dir, 2, [])
+    assert p.returncode == 0, p.stderr
+    path = storage.Run(run_dir).epoch_file(1)
+    with h5py.File(path) as f:
+        ref = {k: f[f"diagrams/dim_{k}"][()] for k in range(3)}
+        ref_sum = dict(f["summary/dim_1"].attrs)
+    for mode in ("spawn", "mpiexec"):
+        p = mpi_topology(run_dir, 2, ["--backend", "dipha", "--dipha", BIN / "dnntopo-dipha", "--dipha-launch", mode])
+        assert p.returncode == 0, p.stderr
+        with h5py.File(path) as f:
+            assert f.attrs["backend"] == "dipha"
+            for k in range(3):
+                assert np.array_equal(f[f"diagrams/dim_{k}"][()], ref[k]), (mode, k)
+            assert dict(f["summary/dim_1"].attrs) == ref_sum
+        assert not [q for q in os.listdir(path.parent) if q.startswith(".")]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("kind,mode", [("crash", "mpiexec"), ("hang", "mpiexec"), ("hang", "spawn")])
+def test_failing_dipha_ends_the_job(trained_run, tmp_path, kind, mode):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("topology"))
+    fake = tmp_path / f"dipha_{kind}"
+    fake.write_text(f"#!{sys.executable}\n" + FAKE[kind])
+    fake.chmod(0o755)
+    t = time.monotonic()
+    p = mpi_topology(run_dir, 2, ["--backend", "dipha", "--dipha", fake, "--dipha-launch", mode,
+                                  "--dipha-timeout", "8"], timeout=120)
+    assert time.monotonic() - t < 60
+    assert p.returncode != 0
+    assert ("exited with status 3" if kind == "crash" else "timeout") in p.stderr
+    assert not storage.Run(run_dir).epoch_file(1).exists()
+
+
+def test_dipha_backend_needs_a_binary(trained_run):
+    p = dnntopo("topology", "--run", trained_run, "--epochs", "1", "--backend", "dipha", env={"DIPHA": ""})
+    assert p.returncode == 2 and "--backend dipha needs the DIPHA binary" in p.stderr
