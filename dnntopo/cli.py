@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+from pathlib import Path
 
 from dnntopo import __version__
 from dnntopo.errors import UserError
@@ -189,6 +191,51 @@ def cmd_import_dipha(a):
     print(pipeline.import_dipha(storage.open_run(a.run), a.epoch, a.diagram))
 
 
+def _site(a):
+    from hpc.submit import Site
+    path = a.slurm_config or os.environ.get("DNNTOPO_SLURM_CONFIG", "")
+    try:
+        site = Site.from_file(path) if path else Site()
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--slurm-config {path}: {exc}") from None
+    for key in ("partition", "account", "qos", "time_train", "time_topology", "nodes", "ntasks",
+                "cpus_per_task", "gpus_per_task", "mem", "modules", "mpi", "venv"):
+        value = getattr(a, key)
+        if value not in (None, ""):
+            setattr(site, key, value)
+    if not site.venv:  # jobs use the environment this command runs in
+        site.venv = str(Path(sys.executable).parents[1])
+    return site
+
+
+def cmd_submit(a):
+    from dnntopo import jobs
+    from hpc.submit import Scheduler
+    tcfg = _train_config(a)
+    epochs = a.topology_epochs or tcfg.save_epochs
+    tcfg.save_epochs = sorted(set(tcfg.save_epochs) | set(epochs))
+    a.epochs = epochs
+    _, acfg, gcfg, pcfg, scfg = _topology_configs(a)
+    if a.cluster == "slurm" and shutil.which("sbatch") is None:
+        raise UserError("--cluster slurm: sbatch not found; use --cluster local, or load SLURM's module")
+    import logging
+    logging.getLogger("submitit").setLevel(logging.ERROR)  # sacct is often off on small clusters
+    sched = Scheduler(folder=None, cluster=a.cluster, site=_site(a))
+    train_job, topo = jobs.submit_run(tcfg, epochs, acfg, gcfg, pcfg, scfg, sched, wait=a.wait,
+                                      retrain=a.retrain)
+    print(f"training: {train_job.job_id if train_job else 'checkpoints present, not resubmitted'}")
+    print(f"topology: {' '.join(f'{e}:{j.job_id}' for e, j in topo.items()) or 'every epoch is current'}")
+
+
+def cmd_status(a):
+    from dnntopo import jobs, storage
+    run = storage.open_run(a.run)
+    rows = jobs.status(run)
+    print(f"{'epoch':>5}  {'state':<24} job")
+    for r in rows:
+        print(f"{r['epoch']:>5}  {r['state']:<24} {r['job']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dnntopo",
@@ -227,6 +274,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs to compute the topology of (default: --save-epochs)")
     _add_topology_args(t, with_run=False)
     t.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("submit", help="the main job through SLURM or locally (submitit): training, then an epoch array")
+    _add_train_args(t)
+    t.add_argument("--topology-epochs", type=int, nargs="+", default=None,
+                   help="epochs to compute the topology of (default: --save-epochs)")
+    _add_topology_args(t, with_run=False)
+    g = t.add_argument_group("scheduling (site values: --slurm-config FILE, then these flags)")
+    g.add_argument("--cluster", default=None, choices=("slurm", "local", "debug"),
+                   help="slurm where sbatch exists, else local (default: auto)")
+    g.add_argument("--slurm-config", default="", help="KEY=value file like slurm/site.conf.example")
+    for flag, typ, hlp in (("--partition", str, "partition"), ("--account", str, "account"),
+                           ("--qos", str, "quality of service"), ("--time-train", str, "training time limit"),
+                           ("--time-topology", str, "time limit of each epoch task"),
+                           ("--nodes", int, "nodes per epoch task"), ("--ntasks", int, "MPI ranks per epoch task"),
+                           ("--cpus-per-task", int, "cores per rank"), ("--gpus-per-task", int, "GPUs for training"),
+                           ("--mem", str, "memory per job"), ("--modules", str, "modules to load in each job"),
+                           ("--mpi", str, "srun --mpi plugin (default pmix)"), ("--venv", str, "environment to activate")):
+        g.add_argument(flag, type=typ, default=None, help=hlp)
+    g.add_argument("--wait", action="store_true", help="wait for every job to finish")
+    g.add_argument("--retrain", action="store_true", help="submit training even if its checkpoints exist")
+    t.set_defaults(func=cmd_submit)
+
+    t = sub.add_parser("status", help="per epoch: done, missing, pending or running, with the job ids")
+    t.add_argument("--run", required=True, help="run folder")
+    t.set_defaults(func=cmd_status)
 
     t = sub.add_parser("export-dipha", help="write an epoch's distance matrix in DIPHA's format")
     t.add_argument("--run", required=True, help="run folder")

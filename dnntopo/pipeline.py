@@ -35,11 +35,15 @@ class TopologyOptions:
     quiet: bool = False
 
 
-def _maybe_fail(comm, stage: str):
-    """Test hook: DNNTOPO_FAIL_RANK=r [DNNTOPO_FAIL_STAGE=s] makes rank r raise at stage s."""
-    rank = os.environ.get("DNNTOPO_FAIL_RANK")
-    if rank is not None and int(rank) == comm.Get_rank() and \
-            os.environ.get("DNNTOPO_FAIL_STAGE", "graph") == stage:
+def _maybe_fail(comm, stage: str, epoch: int | None = None):
+    """Test hooks: DNNTOPO_FAIL_RANK=r [DNNTOPO_FAIL_STAGE=s] makes rank r raise at stage s;
+    DNNTOPO_PAUSE_STAGE=s [DNNTOPO_PAUSE_EPOCH=e] [DNNTOPO_PAUSE_SECONDS=t] pauses there
+    (at stage write: with the file half-written under its temporary name)."""
+    env = os.environ
+    if env.get("DNNTOPO_PAUSE_STAGE") == stage and env.get("DNNTOPO_PAUSE_EPOCH", str(epoch)) == str(epoch):
+        time.sleep(float(env.get("DNNTOPO_PAUSE_SECONDS", "30")))
+    rank = env.get("DNNTOPO_FAIL_RANK")
+    if rank is not None and int(rank) == comm.Get_rank() and env.get("DNNTOPO_FAIL_STAGE", "graph") == stage:
         raise RuntimeError(f"failure injected at stage {stage} (DNNTOPO_FAIL_RANK={rank})")
 
 
@@ -151,7 +155,7 @@ def _one_epoch(comm, run, epoch, model, samples, layers, params, opts, acfg, gcf
         grid, density, bettis, sums = summaries.curves_and_summaries(
             dgms, edges.distance, layout.n_nodes, pcfg.max_distance, scfg)
         _write(run.epoch_file(epoch), params, layout, edges, raw, dgms, grid, density, bettis, sums,
-               before_close=lambda: _maybe_fail(comm, "write"))
+               before_close=lambda: _maybe_fail(comm, "write", epoch))
         info.update(n_nodes=layout.n_nodes, n_edges=len(edges), pairs="/".join(str(len(d)) for d in dgms),
                     t_extract=t1 - t0, t_graph=t2 - t1, t_ph=t3 - t2)
     quiet_barrier(comm)
