@@ -36,6 +36,20 @@ def _add_train_args(p):
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:k]")
     g.add_argument("--run-dir", default="runs", help="folder of all runs (default ./runs)")
     g.add_argument("--resume", action="store_true", help="continue from the last completed epoch")
+    g.add_argument("--topology-every", type=int, default=0,
+                   help="compute the topology every N epochs while training (checkpointed)")
+    g.add_argument("--early-stop", action="store_true",
+                   help="with --topology-every: stop when the Betti-peak rule fires (see early-stop)")
+    g.add_argument("--early-stop-dim", type=int, default=1, help="dimension of the rule (default 1)")
+    g.add_argument("--epsilon", type=float, default=0.005, help="epsilon of the rule (default 0.005)")
+
+
+def _add_job_args(p):
+    """Training, then topology: the arguments of `run` and `submit`."""
+    _add_train_args(p)
+    p.add_argument("--topology-epochs", type=int, nargs="+", default=None,
+                   help="epochs to compute the topology of (default: --save-epochs)")
+    _add_topology_args(p, with_run=False)
 
 
 def _train_config(a):
@@ -52,8 +66,44 @@ def _train_config(a):
 
 def cmd_train(a):
     from dnntopo.train import train
-    run = train(_train_config(a), resume=a.resume, quiet=a.quiet)
+    tcfg = _train_config(a)
+    on_epoch = None
+    if a.topology_every:
+        if a.topology_every < 0:
+            raise UserError("--topology-every must be positive")
+        tcfg.save_epochs = sorted(set(tcfg.save_epochs) | set(range(0, tcfg.epochs + 1, a.topology_every)))
+        on_epoch = _topology_while_training(a)
+    elif a.early_stop:
+        raise UserError("--early-stop needs --topology-every N")
+    run = train(tcfg, resume=a.resume, quiet=a.quiet, on_epoch=on_epoch)
     print(run.root)
+
+
+def _topology_while_training(a):
+    """The per-epoch hook of `train --topology-every N [--early-stop]` (in the training process)."""
+    from dnntopo import analysis, pipeline, storage
+    from hpc.comm import SerialComm
+    from dnntopo.activations import ActivationConfig
+    from dnntopo.graph import GraphConfig
+    from dnntopo.summaries import SummaryConfig
+    from dnntopo.topology import PHConfig
+
+    def hook(epoch, model, row):
+        if epoch % a.topology_every:
+            return False
+        run = storage.Run(storage.run_path(a.run_dir, a.net, a.dataset, a.trial))
+        pipeline.run_topology(SerialComm(), run, pipeline.TopologyOptions(epochs=[epoch], quiet=True),
+                              ActivationConfig(device=a.device), GraphConfig(), PHConfig(max_dim=max(1, a.early_stop_dim)),
+                              SummaryConfig())
+        if not a.early_stop or len(run.topology_epochs()) < 2:
+            return False
+        _, stop = analysis.early_stop_table(run, a.early_stop_dim, "density", a.epsilon)
+        if stop is not None:
+            print(f"early stop: the Betti-{a.early_stop_dim} peak regressed at epoch {stop}; "
+                  f"training ends after epoch {epoch}", file=sys.stderr)
+            return True
+        return False
+    return hook
 
 
 def _add_topology_args(p, with_run=True):
@@ -164,7 +214,10 @@ def cmd_run(a):
     tcfg.save_epochs = sorted(set(tcfg.save_epochs) | set(topo_epochs))
     run = None
     if a.comm.Get_rank() == 0:
-        run = train(tcfg, resume=a.resume, quiet=a.quiet)
+        if a.topology_every:
+            tcfg.save_epochs = sorted(set(tcfg.save_epochs) | set(range(0, tcfg.epochs + 1, a.topology_every)))
+        hook = _topology_while_training(a) if a.topology_every else None
+        run = train(tcfg, resume=a.resume, quiet=a.quiet, on_epoch=hook)
     run = storage.Run(a.comm.bcast(run.root if run else None, root=0))
     a.epochs = topo_epochs
     pipeline.run_topology(a.comm, run, *_topology_configs(a))
@@ -236,6 +289,59 @@ def cmd_status(a):
         print(f"{r['epoch']:>5}  {r['state']:<24} {r['job']}")
 
 
+DEFAULT_FEATURES = ["life_1", "midlife_1", "betti_max_1", "density_at_max_1"]
+
+
+def cmd_early_stop(a):
+    from dnntopo import analysis, report, storage
+    run = storage.open_run(a.run)
+    rows, stop = analysis.early_stop_table(run, a.dim, a.axis, a.epsilon)
+    sys.stdout.write(report.render([{k: ("<- stop" if v is True else "" if v is False else v)
+                                     for k, v in r.items()} for r in rows], "table"))
+    print(f"proposed stopping epoch (dim {a.dim}, {a.axis}, epsilon {a.epsilon}): "
+          f"{stop if stop is not None else 'none yet (the peak has not regressed)'}")
+    cfg = storage.read_config(run)
+    out = analysis.plot_early_stop(rows, stop, a.out or run.plots / f"early_stop_dim{a.dim}.png",
+                                   f"{cfg['net']} on {cfg['dataset']}: Betti-{a.dim} peak", a.axis)
+    print(f"plot: {out}")
+
+
+def cmd_gengap(a):
+    from dnntopo import analysis, report
+    if a.action == "predict":
+        if bool(a.run) == bool(a.features):
+            raise UserError("gengap predict: give one of --run RUN or --features FILE")
+    else:
+        a.features = a.features or "gengap_features.csv"
+    if a.action == "features":
+        rows = analysis.feature_rows(a.runs)
+        out = a.out or a.features
+        analysis.write_csv(rows, out)
+        print(f"{len(rows)} rows from {len({r['run'] for r in rows})} runs -> {out}")
+    elif a.action == "fit":
+        model = analysis.fit(analysis.read_csv(a.features), a.use or DEFAULT_FEATURES)
+        a.out = a.out or a.model
+        analysis.save_model(model, a.out)
+        print(f"gap = {model['intercept']:.4g} + " + " + ".join(f"{c:.4g} {f}" for f, c in model["coefficients"].items()))
+        print(f"training MAE of the gap {model['train_mae']:.4f} on {model['n_rows']} rows -> {a.out}")
+    elif a.action == "predict":
+        model = analysis.load_model(a.model)
+        rows = analysis.feature_rows([a.run]) if a.run else analysis.read_csv(a.features)
+        gaps = analysis.predict(model, rows)
+        table = [{"run": r["run"], "epoch": int(r["epoch"]), "acc_train": r["acc_train"], "gap_pred": g,
+                  "acc_test_pred": r["acc_train"] - g} for r, g in zip(rows, gaps)]
+        sys.stdout.write(report.render(table, a.format))
+    else:
+        rows, mae = analysis.evaluate(analysis.read_csv(a.features), a.use or DEFAULT_FEATURES, a.by)
+        table = [{"run": r["run"], "epoch": int(r["epoch"]), "gap": r["gap"], "gap_pred": r["gap_pred"],
+                  "acc_test": r["acc_test"], "acc_test_pred": r["acc_test_pred"], "error": r["error"]}
+                 for r in rows]
+        sys.stdout.write(report.render(table, a.format))
+        print(f"leave-one-{a.by}-out mean absolute error of the test accuracy: {mae:.4f}")
+        if a.plot:
+            print(f"plot: {analysis.scatter(rows, a.plot)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dnntopo",
@@ -269,17 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_summary)
 
     t = sub.add_parser("run", help="the main job: train, topology of the chosen epochs, plots, summary")
-    _add_train_args(t)
-    t.add_argument("--topology-epochs", type=int, nargs="+", default=None,
-                   help="epochs to compute the topology of (default: --save-epochs)")
-    _add_topology_args(t, with_run=False)
+    _add_job_args(t)
     t.set_defaults(func=cmd_run)
 
     t = sub.add_parser("submit", help="the main job through SLURM or locally (submitit): training, then an epoch array")
-    _add_train_args(t)
-    t.add_argument("--topology-epochs", type=int, nargs="+", default=None,
-                   help="epochs to compute the topology of (default: --save-epochs)")
-    _add_topology_args(t, with_run=False)
+    _add_job_args(t)
     g = t.add_argument_group("scheduling (site values: --slurm-config FILE, then these flags)")
     g.add_argument("--cluster", default=None, choices=("slurm", "local", "debug"),
                    help="slurm where sbatch exists, else local (default: auto)")
@@ -299,6 +399,30 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("status", help="per epoch: done, missing, pending or running, with the job ids")
     t.add_argument("--run", required=True, help="run folder")
     t.set_defaults(func=cmd_status)
+
+    t = sub.add_parser("early-stop", help="stopping epoch from the drift of the Betti-curve peak")
+    t.add_argument("--run", required=True, help="run folder")
+    t.add_argument("--dim", type=int, default=1, help="homology dimension (default 1)")
+    t.add_argument("--axis", default="density", choices=("density", "distance"),
+                   help="where the peak is measured (default density)")
+    t.add_argument("--epsilon", type=float, default=0.005,
+                   help="stop at the first epoch whose peak moved by less than -epsilon (default 0.005)")
+    t.add_argument("--out", default=None, help="plot file (default RUN/plots/early_stop_dim<d>.png)")
+    t.set_defaults(func=cmd_early_stop)
+
+    t = sub.add_parser("gengap", help="generalization gap from topology: features, fit, predict, evaluate")
+    t.add_argument("action", choices=("features", "fit", "predict", "evaluate"))
+    t.add_argument("--runs", nargs="+", default=["runs"], help="features: run folders or folders of runs")
+    t.add_argument("--features", default=None, help="the features CSV (default gengap_features.csv)")
+    t.add_argument("--use", nargs="+", default=None,
+                   help=f"fit/evaluate: features (default {' '.join(DEFAULT_FEATURES)})")
+    t.add_argument("--model", default="gengap_model.json", help="predict: the fitted model")
+    t.add_argument("--run", default=None, help="predict: a run folder (instead of --features)")
+    t.add_argument("--by", default="run", choices=("run", "group"), help="evaluate: leave one run or group out")
+    t.add_argument("--plot", default=None, help="evaluate: scatter plot of predicted against true")
+    t.add_argument("--out", default=None, help="features: CSV to write; fit: model JSON to write")
+    t.add_argument("--format", default="table", choices=("table", "csv", "json"))
+    t.set_defaults(func=cmd_gengap)
 
     t = sub.add_parser("export-dipha", help="write an epoch's distance matrix in DIPHA's format")
     t.add_argument("--run", required=True, help="run folder")

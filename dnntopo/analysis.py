@@ -1,0 +1,225 @@
+"""The two applications of the topology (Corneanu et al., CVPR 2019 and CVPR 2020).
+
+Early stopping: for each computed epoch t, the edge density (or distance) k̂_t where the Betti
+curve of dimension n peaks; Δk_t = k̂_t − k̂_(t−1) between consecutive computed epochs; the
+proposed stopping epoch is the first t with Δk_t < −ε. Ties in the curve take the first
+(lowest) peak position; an epoch whose curve is flat zero has no peak (k̂ = NaN) and neither
+it nor the next epoch can fire the rule.
+
+Generalization gap: a linear model (least squares with intercept) from topological summaries
+to gap = train accuracy − test accuracy; the predicted test accuracy of a run with no test set
+is its train accuracy minus the predicted gap. Evaluated by leave-one-run-out (or
+leave-one-group-out) cross-validation.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from dnntopo import storage
+from dnntopo.errors import UserError
+from dnntopo.summaries import SUMMARY_KEYS
+
+DEFAULT_EPSILON = 0.005
+
+
+def peak_positions(grid: np.ndarray, curves: np.ndarray) -> np.ndarray:
+    """Position (on `grid`) of the maximum of each curve (rows); NaN for an all-zero curve."""
+    curves = np.atleast_2d(np.asarray(curves, dtype=np.float64))
+    k = np.argmax(curves, axis=1)
+    pos = np.asarray(grid, dtype=np.float64)[k] if np.ndim(grid) == 1 else \
+        np.asarray(grid, dtype=np.float64)[np.arange(len(k)), k]
+    return np.where(curves.max(axis=1) > 0, pos, np.nan)
+
+
+def stopping_epoch(epochs, peaks, epsilon: float = DEFAULT_EPSILON):
+    """(stop epoch or None, Δk per epoch with NaN for the first): first t with Δk_t < −ε."""
+    peaks = np.asarray(peaks, dtype=np.float64)
+    delta = np.concatenate([[np.nan], np.diff(peaks)])
+    fired = np.flatnonzero(delta < -epsilon)
+    return (int(epochs[fired[0]]) if fired.size else None), delta
+
+
+def early_stop_table(run: storage.Run, dim: int, axis: str = "density", epsilon: float = DEFAULT_EPSILON):
+    """Rows per computed epoch: peak density and distance, Δk on `axis`, accuracies; and the stop."""
+    epochs = run.topology_epochs()
+    if len(epochs) < 2:
+        raise UserError(f"early stopping needs at least two computed epochs in {run.topology} "
+                        f"(found {len(epochs)}); run `dnntopo topology` for more epochs")
+    dens, dist = [], []
+    for e in epochs:
+        ep = storage.read_epoch(run.epoch_file(e))
+        if dim not in ep["betti"]:
+            raise UserError(f"--dim {dim}: epoch {e} was computed up to dimension {ep['attrs']['max_dim']}")
+        curve = ep["betti"][dim]
+        dens.append(peak_positions(ep["betti"]["density"], curve)[0])
+        dist.append(peak_positions(ep["betti"]["distance"], curve)[0])
+    peaks = np.array(dens if axis == "density" else dist)
+    stop, delta = stopping_epoch(epochs, peaks, epsilon)
+    stats = {r["epoch"]: r for r in storage.read_stats(run)}
+    rows = [{"epoch": e, "peak_density": dn, "peak_distance": ds, "delta": dk,
+             "acc_train": stats.get(e, {}).get("acc_train", math.nan),
+             "acc_test": stats.get(e, {}).get("acc_test", math.nan), "stop": e == stop}
+            for e, dn, ds, dk in zip(epochs, dens, dist, delta)]
+    return rows, stop
+
+
+def plot_early_stop(rows, stop, out, title: str, axis: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ep = [r["epoch"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.plot(ep, [r[f"peak_{axis}"] for r in rows], marker="o", label=f"Betti peak ({axis})")
+    ax.set_xlabel("epoch"), ax.set_ylabel(f"{axis} at the Betti-curve peak"), ax.grid(alpha=0.3)
+    tw = ax.twinx()
+    tw.plot(ep, [r["acc_train"] for r in rows], ls="--", color="tab:green", label="train accuracy")
+    tw.plot(ep, [r["acc_test"] for r in rows], ls="--", color="tab:red", label="test accuracy")
+    tw.set_ylabel("accuracy")
+    if stop is not None:
+        ax.axvline(stop, color="black", lw=1, ls=":", label=f"proposed stop: epoch {stop}")
+    lines = ax.get_legend_handles_labels()[0] + tw.get_legend_handles_labels()[0]
+    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="best")
+    ax.set_title(title)
+    from dnntopo.plots import _save
+    return _save(fig, out)
+
+
+# ---------------------------------------------------------------- generalization gap
+
+def feature_rows(folders) -> list[dict]:
+    """Per (run, epoch): summaries of every dimension with accuracies and the gap."""
+    rows = []
+    runs = [r for f in folders for r in storage.runs_under(f)]
+    if not runs:
+        raise UserError(f"no run folders (config.json) under {' '.join(map(str, folders))}")
+    for run in runs:
+        cfg = storage.read_config(run)
+        stats = {r["epoch"]: r for r in storage.read_stats(run)}
+        for e in run.topology_epochs():
+            ep = storage.read_epoch(run.epoch_file(e))
+            st = stats.get(e)
+            if st is None:
+                continue
+            row = {"run": str(run.root), "group": f"{cfg['net']}_{cfg['dataset']}", "epoch": e,
+                   "acc_train": st["acc_train"], "acc_test": st["acc_test"],
+                   "gap": st["acc_train"] - st["acc_test"]}
+            for d, s in sorted(ep["summary"].items()):
+                for k in SUMMARY_KEYS:
+                    v = s[k] / ep["attrs"]["n_nodes"] if k in ("betti_max", "area") else s[k]
+                    row[f"{k}_{d}"] = v
+            rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict], path):
+    from hpc.io import write_text_atomic
+    import io
+    cols = list(rows[0]) if rows else []
+    for r in rows:
+        cols += [c for c in r if c not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
+
+
+def read_csv(path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"--features {path} does not exist; make it with `dnntopo gengap features`")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for r in rows:
+        out.append({k: (v if k in ("run", "group") else float(v) if v not in ("", "nan") else math.nan)
+                    for k, v in r.items()})
+    return out
+
+
+def design(rows, features, source: str) -> np.ndarray:
+    missing = [f for f in features if not rows or f not in rows[0]]
+    if missing:
+        have = [k for k in (rows[0] if rows else {}) if k not in ("run", "group", "epoch", "gap", "acc_test")]
+        raise UserError(f"{source} lacks the features {' '.join(missing)} the model needs; "
+                        f"available: {' '.join(have)}")
+    x = np.array([[r[f] for f in features] for r in rows], dtype=np.float64)
+    return np.nan_to_num(x, nan=0.0)
+
+
+def fit(rows, features: list, target: str = "gap") -> dict:
+    """Least-squares coefficients (intercept first) from `features` to `target`."""
+    if len(rows) <= len(features):
+        raise UserError(f"{len(rows)} rows cannot fit {len(features)} features and an intercept; "
+                        f"add runs or epochs, or use fewer --use features")
+    x = design(rows, features, "the features file")
+    y = np.array([r[target] for r in rows], dtype=np.float64)
+    a = np.c_[np.ones(len(x)), x]
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    pred = a @ coef
+    return {"features": list(features), "target": target, "intercept": float(coef[0]),
+            "coefficients": {f: float(c) for f, c in zip(features, coef[1:])},
+            "train_mae": float(np.mean(np.abs(pred - y))), "n_rows": len(rows)}
+
+
+def predict(model: dict, rows) -> np.ndarray:
+    """Predicted gap for each row."""
+    x = design(rows, model["features"], "the input")
+    w = np.array([model["coefficients"][f] for f in model["features"]])
+    return model["intercept"] + x @ w
+
+
+def evaluate(rows, features: list, by: str = "run"):
+    """Leave-one-`by`-out predictions of the test accuracy: (rows with predictions, MAE)."""
+    keys = sorted({r[by] for r in rows})
+    if len(keys) < 2:
+        raise UserError(f"leave-one-{by}-out needs at least two {by}s; the features have {len(keys)}")
+    out = []
+    for k in keys:
+        train_rows = [r for r in rows if r[by] != k]
+        test_rows = [r for r in rows if r[by] == k]
+        model = fit(train_rows, features)
+        for r, g in zip(test_rows, predict(model, test_rows)):
+            out.append(dict(r, gap_pred=float(g), acc_test_pred=r["acc_train"] - float(g),
+                            error=abs(r["acc_train"] - float(g) - r["acc_test"])))
+    return out, float(np.mean([r["error"] for r in out]))
+
+
+def scatter(rows, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    groups = sorted({r["run"] for r in rows})
+    for g in groups:
+        sel = [r for r in rows if r["run"] == g]
+        ax.scatter([r["acc_test"] for r in sel], [r["acc_test_pred"] for r in sel], s=18,
+                   label=f"{Path(g).parent.name}/{Path(g).name}")
+    lo = min(min(r["acc_test"] for r in rows), min(r["acc_test_pred"] for r in rows))
+    hi = max(max(r["acc_test"] for r in rows), max(r["acc_test_pred"] for r in rows))
+    ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+    ax.set_xlabel("true test accuracy"), ax.set_ylabel("predicted test accuracy (no test set)")
+    ax.set_title("leave-one-run-out prediction"), ax.grid(alpha=0.3)
+    if len(groups) <= 10:
+        ax.legend(fontsize=6)
+    from dnntopo.plots import _save
+    return _save(fig, out)
+
+
+def save_model(model: dict, path):
+    from hpc.io import write_text_atomic
+    write_text_atomic(path, json.dumps(model, indent=1) + "\n")
+
+
+def load_model(path) -> dict:
+    try:
+        model = json.loads(Path(path).read_text())
+        model["features"], model["coefficients"], model["intercept"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"--model {path}: not a gengap model ({exc}); make one with `dnntopo gengap fit`") from None
+    return model
