@@ -66,6 +66,7 @@ def _train_config(a):
 
 def cmd_train(a):
     from dnntopo.train import train
+    from hpc.collectives import quiet_barrier
     tcfg = _train_config(a)
     on_epoch = None
     if a.topology_every:
@@ -75,7 +76,10 @@ def cmd_train(a):
         on_epoch = _topology_while_training(a)
     elif a.early_stop:
         raise UserError("--early-stop needs --topology-every N")
+    if a.comm.Get_rank() != 0:  # training is one process: under mpiexec/srun, rank 0 trains
+        return quiet_barrier(a.comm)
     run = train(tcfg, resume=a.resume, quiet=a.quiet, on_epoch=on_epoch)
+    quiet_barrier(a.comm)
     print(run.root)
 
 
