@@ -1,5 +1,6 @@
 """Shared fixtures: the real Fashion-MNIST files and one short real training run."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,15 @@ def trained_run(tmp_path_factory, fmnist_root):
             "--epochs", "2", "--lr", "0.01", "--subset", "0.1", "--save-epochs", "0", "1", "2",
             "--run-dir", runs, check=True)
     return runs / "lenet_fashion_mnist" / "trial_0"
+
+
+def copy_run(src, dst):
+    """A copy of a run folder without its topology and logs (tests must not share results)."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("topology", "logs"))
+    return Path(dst)
+
+
+@pytest.fixture(scope="module")
+def module_run(trained_run, tmp_path_factory):
+    """This test module's own copy of the trained run."""
+    return copy_run(trained_run, tmp_path_factory.mktemp("run") / "lenet_fashion_mnist" / "trial_0")

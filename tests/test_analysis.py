@@ -78,8 +78,8 @@ def test_predict_refuses_missing_features():
         analysis.predict(model, [{k: v for k, v in r.items() if k != "b"} for r in rows])
 
 
-def test_commands_on_real_runs(trained_run, tmp_path):
-    # epochs 0 and 1 computed by the pipeline tests or here
+def test_commands_on_real_runs(module_run, tmp_path):
+    trained_run = module_run
     dnntopo("-q", "topology", "--run", trained_run, "--epochs", "0", "1", "2", "--samples", "300",
             "--max-dim", "1", check=True)
     p = dnntopo("early-stop", "--run", trained_run, "--dim", "1", "--out", tmp_path / "es.png", check=True)

@@ -1,6 +1,5 @@
 """hpc.correlation against numpy's corrcoef (float64), on random and on real activations."""
 import numpy as np
-import pytest
 
 from hpc.comm import SerialComm
 from hpc.correlation import correlation_edges, row_block_size

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import BIN, REPO, dnntopo
+from conftest import BIN, REPO, copy_run, dnntopo
 from dnntopo import dipha, storage
 from dnntopo.errors import UserError
 
@@ -114,8 +114,7 @@ def test_dnntopo_dipha_equals_real_dipha(regression, tmp_path, expected, source,
 
 
 def test_export_run_import_roundtrip(trained_run, tmp_path):
-    run_dir = tmp_path / "run"
-    shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("topology"))
+    run_dir = copy_run(trained_run, tmp_path / "run")
     dnntopo("-q", "topology", "--run", run_dir, "--epochs", "1", "--samples", "400", "--max-dim", "2",
             "--max-distance", "0.5", check=True)
     run = storage.Run(run_dir)
@@ -155,8 +154,7 @@ def mpi_topology(run_dir, k, extra, timeout=180):
 
 @pytest.mark.mpi
 def test_handoff_spawn_and_fallback_give_the_same_file(trained_run, tmp_path):
-    run_dir = tmp_path / "run"
-    shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("topology"))
+    run_dir = copy_run(trained_run, tmp_path / "run")
     p = mpi_topology(run_dir, 2, [])
     assert p.returncode == 0, p.stderr
     path = storage.Run(run_dir).epoch_file(1)
@@ -177,8 +175,7 @@ def test_handoff_spawn_and_fallback_give_the_same_file(trained_run, tmp_path):
 @pytest.mark.mpi
 @pytest.mark.parametrize("kind,mode", [("crash", "mpiexec"), ("hang", "mpiexec"), ("hang", "spawn")])
 def test_failing_dipha_ends_the_job(trained_run, tmp_path, kind, mode):
-    run_dir = tmp_path / "run"
-    shutil.copytree(trained_run, run_dir, ignore=shutil.ignore_patterns("topology"))
+    run_dir = copy_run(trained_run, tmp_path / "run")
     fake = tmp_path / f"dipha_{kind}"
     fake.write_text(f"#!{sys.executable}\n" + FAKE[kind])
     fake.chmod(0o755)

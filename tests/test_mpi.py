@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import BIN, dnntopo
+from conftest import BIN, copy_run, dnntopo
 from dnntopo import storage
 
 pytestmark = pytest.mark.mpi
@@ -32,8 +32,7 @@ def mpiexec(k, *args, env=None, timeout=300, module=False):
 
 def compute(run_src, tmp_path, name, k, args, module=False):
     """Epoch 1 of a copy of the run, computed with k ranks (k=0: plain serial command)."""
-    dst = tmp_path / name
-    shutil.copytree(run_src, dst, ignore=shutil.ignore_patterns("topology"))
+    dst = copy_run(run_src, tmp_path / name)
     common = ["-q", "topology", "--run", dst, "--epochs", "1", *args]
     p = dnntopo(*common) if k == 0 else mpiexec(k, *common, module=module)
     assert p.returncode == 0, p.stderr
@@ -89,8 +88,7 @@ def test_mpi4py_runner(trained_run, tmp_path):
 
 @pytest.mark.parametrize("rank,stage", [(1, "graph"), (0, "topology"), (1, "extract")])
 def test_failing_rank_ends_the_job(trained_run, tmp_path, rank, stage):
-    dst = tmp_path / "run"
-    shutil.copytree(trained_run, dst, ignore=shutil.ignore_patterns("topology"))
+    dst = copy_run(trained_run, tmp_path / "run")
     t = time.monotonic()
     p = mpiexec(2, "-q", "topology", "--run", dst, "--epochs", "1", *ARGS, timeout=60,
                 env={"DNNTOPO_FAIL_RANK": str(rank), "DNNTOPO_FAIL_STAGE": stage})

@@ -10,15 +10,14 @@ from ripser import ripser
 
 from conftest import dnntopo
 from dnntopo import storage
-from dnntopo.summaries import betti_curve
 
 ARGS = ["--samples", "500", "--max-dim", "2", "--max-distance", "0.5"]
 
 
 @pytest.fixture(scope="module")
-def epoch1(trained_run):
-    dnntopo("-q", "topology", "--run", trained_run, "--epochs", "1", "--save-activations", *ARGS, check=True)
-    return storage.Run(trained_run).epoch_file(1)
+def epoch1(module_run):
+    dnntopo("-q", "topology", "--run", module_run, "--epochs", "1", "--save-activations", *ARGS, check=True)
+    return storage.Run(module_run).epoch_file(1)
 
 
 def keys(f):
@@ -85,22 +84,22 @@ def test_diagrams_and_curves_match_ripser(epoch1):
     assert np.isclose(midlife2, np.mean((f2[:, 0] + f2[:, 1]) / 2))
 
 
-def test_rerun_skips_and_force_recomputes(epoch1, trained_run):
+def test_rerun_skips_and_force_recomputes(epoch1, module_run):
     before = epoch1.stat().st_mtime_ns
-    p = dnntopo("topology", "--run", trained_run, "--epochs", "1", "--save-activations", *ARGS)
+    p = dnntopo("topology", "--run", module_run, "--epochs", "1", "--save-activations", *ARGS)
     assert p.returncode == 0 and "up to date" in p.stderr and epoch1.stat().st_mtime_ns == before
-    p = dnntopo("-q", "topology", "--run", trained_run, "--epochs", "1", "--save-activations", "--force", *ARGS)
+    p = dnntopo("-q", "topology", "--run", module_run, "--epochs", "1", "--save-activations", "--force", *ARGS)
     assert p.returncode == 0 and epoch1.stat().st_mtime_ns != before
     # other parameters are another computation: not skipped
-    p = dnntopo("topology", "--run", trained_run, "--epochs", "1", "--samples", "400", "--max-dim", "1")
+    p = dnntopo("topology", "--run", module_run, "--epochs", "1", "--samples", "400", "--max-dim", "1")
     assert p.returncode == 0 and "up to date" not in p.stderr
     assert storage.read_attrs(epoch1)["n_samples"] == 400
 
 
-def test_crash_while_writing_leaves_no_file(trained_run):
-    path = storage.Run(trained_run).epoch_file(2)
+def test_crash_while_writing_leaves_no_file(module_run):
+    path = storage.Run(module_run).epoch_file(2)
     assert not path.exists()
-    p = dnntopo("topology", "--run", trained_run, "--epochs", "2", *ARGS,
+    p = dnntopo("topology", "--run", module_run, "--epochs", "2", *ARGS,
                 env={"DNNTOPO_FAIL_RANK": "0", "DNNTOPO_FAIL_STAGE": "write"})
     assert p.returncode != 0 and "failure injected" in p.stderr
     assert not path.exists()
@@ -114,8 +113,8 @@ def test_crash_while_writing_leaves_no_file(trained_run):
     (["--epochs", "1", "--max-distance", "0.0001"], "no edge with distance <= 0.0001"),
     (["--epochs", "1", "--layers", "conv9"], "--layers conv9"),
 ])
-def test_bad_input_is_one_line(trained_run, args, needle):
-    p = dnntopo("topology", "--run", trained_run, "--samples", "200", *args)
+def test_bad_input_is_one_line(module_run, args, needle):
+    p = dnntopo("topology", "--run", module_run, "--samples", "200", *args)
     lines = p.stderr.strip().splitlines()
     assert p.returncode != 0 and len(lines) == 1 and needle in lines[0], p.stderr
     assert "Traceback" not in p.stderr
@@ -126,18 +125,18 @@ def test_missing_run_folder(tmp_path):
     assert p.returncode == 2 and "no run there" in p.stderr
 
 
-def test_summary_and_plots(epoch1, trained_run, tmp_path):
-    p = dnntopo("summary", "--run", trained_run, "--format", "json", check=True)
+def test_summary_and_plots(epoch1, module_run, tmp_path):
+    p = dnntopo("summary", "--run", module_run, "--format", "json", check=True)
     rows = json.loads(p.stdout)
     assert rows[0]["epoch"] == 1 and "life_1" in rows[0] and 0 <= rows[0]["acc_test"] <= 1
-    p = dnntopo("summary", "--run", trained_run, "--format", "csv", check=True)
+    p = dnntopo("summary", "--run", module_run, "--format", "csv", check=True)
     assert p.stdout.splitlines()[0].startswith("epoch,acc_train,acc_test,n_nodes,life_0")
-    p = dnntopo("summary", "--run", trained_run, check=True)
+    p = dnntopo("summary", "--run", module_run, check=True)
     assert "midlife_1" in p.stdout.splitlines()[0]
     for kind, name in (("betti", "b.png"), ("diagram", "d.pdf"), ("summary", "s.png")):
         out = tmp_path / name
-        dnntopo("plot", "--run", trained_run, "--epochs", "1", "--kind", kind, "--out", out, check=True)
+        dnntopo("plot", "--run", module_run, "--epochs", "1", "--kind", kind, "--out", out, check=True)
         head = out.read_bytes()[:8]
         assert head.startswith(b"\x89PNG") or head.startswith(b"%PDF")
-    p = dnntopo("plot", "--run", trained_run, "--epochs", "1", "--dim", "5")
+    p = dnntopo("plot", "--run", module_run, "--epochs", "1", "--dim", "5")
     assert p.returncode != 0 and "--dim 5" in p.stderr

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import BIN, REPO, dnntopo
+from conftest import REPO, copy_run, dnntopo
 from dnntopo import storage
 
 pytestmark = pytest.mark.slurm
@@ -55,11 +55,6 @@ def sbatch(*args, env=None):
                        env=dict(os.environ, **(env or {})), timeout=60)
     assert p.returncode == 0, p.stderr
     return p.stdout.strip().split(";")[0]
-
-
-def copy_run(src, dst):
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("topology", "logs"))
-    return dst
 
 
 def serial_reference(trained_run, tmp_path, epochs):
