@@ -127,7 +127,7 @@ def write_epoch_file(path, attrs: dict, arrays: dict, group_attrs: dict | None =
     `before_close()` runs with everything written but the file not yet renamed (a test hook).
     """
     path = Path(path)
-    clean_stale(path.parent, "epoch_*")
+    clean_stale(path)
     with atomic_path(path) as tmp:
         with h5_file(tmp, "w") as f:
             for k, v in attrs.items():

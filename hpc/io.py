@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from pathlib import Path
 
 TMP_MARK = ".tmp-"
 
 
 def temp_name(path: Path) -> Path:
-    """A hidden temporary sibling of `path`, unique per process."""
+    """A hidden temporary sibling of `path`, unique per host and process."""
     path = Path(path)
-    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    return path.with_name(f".{path.name}{TMP_MARK}{socket.gethostname()}-{os.getpid()}")
 
 
 @contextlib.contextmanager
@@ -39,15 +40,19 @@ def write_text_atomic(path, text: str):
         Path(tmp).write_text(text)
 
 
-def clean_stale(folder, pattern: str = "*") -> list[Path]:
-    """Remove temporaries left in `folder` by writers that no longer run; return what went."""
+def clean_stale(path) -> list[Path]:
+    """Remove the temporaries of `path` left by writers that no longer run (killed jobs).
+
+    A temporary of another host is taken as stale too: two jobs never write one file at once.
+    """
     removed = []
-    folder = Path(folder)
-    if not folder.is_dir():
+    path = Path(path)
+    if not path.parent.is_dir():
         return removed
-    for p in folder.glob(f".{pattern}{TMP_MARK}*"):
-        pid = p.name.rsplit(TMP_MARK, 1)[-1]
-        if pid.isdigit() and _alive(int(pid)):
+    me = socket.gethostname()
+    for p in path.parent.glob(f".{path.name}{TMP_MARK}*"):
+        host, _, pid = p.name.rsplit(TMP_MARK, 1)[-1].rpartition("-")
+        if host == me and pid.isdigit() and _alive(int(pid)):
             continue
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
