@@ -190,6 +190,16 @@ def evaluate(rows, features: list, by: str = "run"):
     return out, float(np.mean([r["error"] for r in out]))
 
 
+def baseline_error(rows, by: str = "run") -> float:
+    """Leave-one-out MAE of the test accuracy when the gap is predicted by the mean gap of the
+    other runs: what a topological model must beat to be worth anything."""
+    errors = []
+    for k in sorted({r[by] for r in rows}):
+        mean_gap = float(np.mean([r["gap"] for r in rows if r[by] != k]))
+        errors += [abs(r["gap"] - mean_gap) for r in rows if r[by] == k]
+    return float(np.mean(errors))
+
+
 def scatter(rows, out):
     import matplotlib
     matplotlib.use("Agg")

@@ -336,12 +336,14 @@ def cmd_gengap(a):
                   "acc_test_pred": r["acc_train"] - g} for r, g in zip(rows, gaps)]
         sys.stdout.write(report.render(table, a.format))
     else:
-        rows, mae = analysis.evaluate(analysis.read_csv(a.features), a.use or DEFAULT_FEATURES, a.by)
+        feats = analysis.read_csv(a.features)
+        rows, mae = analysis.evaluate(feats, a.use or DEFAULT_FEATURES, a.by)
         table = [{"run": r["run"], "epoch": int(r["epoch"]), "gap": r["gap"], "gap_pred": r["gap_pred"],
                   "acc_test": r["acc_test"], "acc_test_pred": r["acc_test_pred"], "error": r["error"]}
                  for r in rows]
         sys.stdout.write(report.render(table, a.format))
-        print(f"leave-one-{a.by}-out mean absolute error of the test accuracy: {mae:.4f}")
+        print(f"leave-one-{a.by}-out mean absolute error of the test accuracy: {mae:.4f} "
+              f"(predicting the other {a.by}s' mean gap instead: {analysis.baseline_error(feats, a.by):.4f})")
         if a.plot:
             print(f"plot: {analysis.scatter(rows, a.plot)}")
 

@@ -75,6 +75,7 @@ def main():
     print("\ngeneralization gap predicted without a test set (leave-one-run-out)")
     sys.stdout.write(report.render(table, "table"))
     print(f"mean absolute error of the predicted test accuracy: {mae:.4f}")
+    print(f"(baseline, the other runs' mean gap: {analysis.baseline_error(feats):.4f})")
     print(f"({len(runs)} runs, {len(rows)} epochs, {time.time() - t0:.0f} s)")
 
 

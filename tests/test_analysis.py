@@ -69,6 +69,10 @@ def test_leave_one_run_out_equals_hand_computation():
             pred_acc = r["acc_train"] - (w[0] + w[1] * r["a"] + w[2] * r["c"])
             errors.append(abs(pred_acc - r["acc_test"]))
     assert np.isclose(mae, np.mean(errors)) and len(got) == len(rows)
+    # the features carry the gap here: far better than the other runs' mean gap
+    base = np.mean([abs(r["gap"] - np.mean([q["gap"] for q in rows if q["run"] != r["run"]])) for r in rows])
+    assert np.isclose(analysis.baseline_error(rows), base)
+    assert analysis.evaluate(rows, ["a", "b", "c"])[1] < base / 2
 
 
 def test_predict_refuses_missing_features():
