@@ -67,3 +67,18 @@ def test_sharding_arithmetic():
     assert parts[0][0] == 0 and parts[-1][1] == 6
     assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
     assert row_block_size(1820) == 256 and row_block_size(10**6) == 16
+
+
+def test_torch_product_path_matches_numpy():
+    """The GPU path's code (torch products and thresholds), run here on torch's CPU device."""
+    from hpc.correlation import _NumpyProduct, _TorchProduct
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((200, 600)).astype(np.float32)
+    z /= np.linalg.norm(z, axis=0)
+    cpu, tor = _NumpyProduct(z, 2), _TorchProduct(z, "cpu")
+    for a, b in ((0, 256), (256, 512), (512, 600)):
+        dn, dt = cpu.block(a, b, a), tor.to_numpy(tor.block(a, b, a))
+        assert np.allclose(dn, dt, atol=1e-6)
+        en, et = cpu.edges(dn, a, b, 0.9), tor.edges(tor.block(a, b, a), a, b, 0.9)
+        assert np.array_equal(en[0], et[0]) and np.array_equal(en[1], et[1])
+        assert np.allclose(en[2], et[2], atol=1e-6)
