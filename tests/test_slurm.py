@@ -165,3 +165,30 @@ def test_cancelled_task_leaves_nothing_and_is_redone(slurm, trained_run, tmp_pat
     assert run.epoch_file(1).exists()
     assert {e: run.epoch_file(e).stat().st_mtime_ns for e in (0, 2)} == kept
     assert not list(run.topology.glob(".*tmp-*"))               # the stale temporary was cleaned
+
+
+def test_training_job_requeued_midway_resumes(slurm, tmp_path, fmnist_root):
+    runs = tmp_path / "runs"
+    (runs / "logs").mkdir(parents=True)
+    run = storage.Run(runs / "lenet_fashion_mnist" / "trial_0")
+    job = sbatch("--output", runs / "logs" / "%x_%j.out", REPO / "slurm" / "train.sbatch",
+                 env={"DNNTOPO_TRAIN_ARGS": f"--epochs 4 --lr 0.01 --subset 0.1 --save-epochs 0 4 "
+                                            f"--run-dir {runs} --data-root {fmnist_root}"})
+    t = time.monotonic()
+    while len(storage.read_stats(run)) < 2:          # epochs 0 and 1 done
+        assert time.monotonic() - t < 120, "training did not progress"
+        time.sleep(0.3)
+    subprocess.run(["scontrol", "requeue", job], check=True)   # as preemption or node failure would
+    before = storage.read_stats(run)
+    for _ in range(60):  # skip SLURM's delay before a requeued job may start again
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
+        if "PENDING" in state:
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+            break
+        time.sleep(0.5)
+    wait_jobs([job], limit=300)
+    rows = storage.read_stats(run)
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3, 4]
+    assert rows[:len(before)] == before                        # resumed, not restarted
+    assert run.saved_epochs() == [0, 4]
+    assert "DUE TO JOB REQUEUE" in (runs / "logs" / f"dnntopo-train_{job}.out").read_text()
