@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dnntopo import models
 from dnntopo.data import ImageSet
 from dnntopo.errors import UserError
 from hpc.shard import block_bounds, split_blocks_even
@@ -143,6 +142,3 @@ def extract(comm, model: torch.nn.Module, samples: ImageSet, layers: list,
             h.remove()
     return out, layout
 
-
-def observed_layers(model, net: str, layers) -> list:
-    return models.check_layers(model, net, layers)

@@ -85,48 +85,41 @@ def plot_early_stop(rows, stop, out, title: str, axis: str):
     lines = ax.get_legend_handles_labels()[0] + tw.get_legend_handles_labels()[0]
     ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="best")
     ax.set_title(title)
-    from dnntopo.plots import _save
-    return _save(fig, out)
+    from dnntopo.plots import save_figure
+    return save_figure(fig, out)
 
 
 # ---------------------------------------------------------------- generalization gap
 
 def feature_rows(folders) -> list[dict]:
-    """Per (run, epoch): summaries of every dimension with accuracies and the gap."""
+    """Per (run, epoch): the summary table's numbers (`betti_max` and `area` per node), the gap."""
+    from dnntopo import report
     rows = []
     runs = [r for f in folders for r in storage.runs_under(f)]
     if not runs:
         raise UserError(f"no run folders (config.json) under {' '.join(map(str, folders))}")
     for run in runs:
+        if not run.topology_epochs():
+            continue
         cfg = storage.read_config(run)
-        stats = {r["epoch"]: r for r in storage.read_stats(run)}
-        for e in run.topology_epochs():
-            ep = storage.read_epoch(run.epoch_file(e))
-            st = stats.get(e)
-            if st is None:
+        for r in report.rows(run):
+            if math.isnan(r["acc_test"]):
                 continue
-            row = {"run": str(run.root), "group": f"{cfg['net']}_{cfg['dataset']}", "epoch": e,
-                   "acc_train": st["acc_train"], "acc_test": st["acc_test"],
-                   "gap": st["acc_train"] - st["acc_test"]}
-            for d, s in sorted(ep["summary"].items()):
-                for k in SUMMARY_KEYS:
-                    v = s[k] / ep["attrs"]["n_nodes"] if k in ("betti_max", "area") else s[k]
-                    row[f"{k}_{d}"] = v
+            row = {"run": str(run.root), "group": f"{cfg['net']}_{cfg['dataset']}", "epoch": r["epoch"],
+                   "acc_train": r["acc_train"], "acc_test": r["acc_test"],
+                   "gap": r["acc_train"] - r["acc_test"]}
+            for key, v in r.items():
+                name = key.rsplit("_", 1)[0]
+                if name in SUMMARY_KEYS:
+                    row[key] = v / r["n_nodes"] if name in ("betti_max", "area") else v
             rows.append(row)
     return rows
 
 
 def write_csv(rows: list[dict], path):
+    from dnntopo.report import render
     from hpc.io import write_text_atomic
-    import io
-    cols = list(rows[0]) if rows else []
-    for r in rows:
-        cols += [c for c in r if c not in cols]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    write_text_atomic(path, buf.getvalue())
+    write_text_atomic(path, render(rows, "csv"))
 
 
 def read_csv(path) -> list[dict]:
@@ -217,8 +210,8 @@ def scatter(rows, out):
     ax.set_title("leave-one-run-out prediction"), ax.grid(alpha=0.3)
     if len(groups) <= 10:
         ax.legend(fontsize=6)
-    from dnntopo.plots import _save
-    return _save(fig, out)
+    from dnntopo.plots import save_figure
+    return save_figure(fig, out)
 
 
 def save_model(model: dict, path):

@@ -177,7 +177,7 @@ def cmd_topology(a):
             print(p)
 
 
-def _plot_all(run, epochs, dims, quiet):
+def _plot_all(run, epochs, dims):
     from dnntopo import plots
     made = []
     for d in dims:
@@ -226,7 +226,7 @@ def cmd_run(a):
     a.epochs = topo_epochs
     pipeline.run_topology(a.comm, run, *_topology_configs(a))
     if a.comm.Get_rank() == 0:
-        made = _plot_all(run, sorted(topo_epochs), range(a.max_dim + 1), a.quiet)
+        made = _plot_all(run, sorted(topo_epochs), range(a.max_dim + 1))
         sys.stdout.write(report.render(report.rows(run), "table"))
         print(f"\nrun folder: {run.root}")
         print("plots:\n" + "\n".join(f"  {p}" for p in made))
@@ -234,8 +234,9 @@ def cmd_run(a):
 
 def cmd_export_dipha(a):
     from dnntopo import pipeline, storage
-    out = pipeline.export_dipha(storage.open_run(a.run), a.epoch, a.out, a.full)
-    attrs = storage.read_attrs(storage.open_run(a.run).epoch_file(a.epoch))
+    run = storage.open_run(a.run)
+    out = pipeline.export_dipha(run, a.epoch, a.out, a.full)
+    attrs = storage.read_attrs(run.epoch_file(a.epoch))
     print(out)
     if not a.quiet:
         print(f"run DIPHA on it, e.g.: mpiexec -n 4 dipha --upper_dim {attrs['max_dim'] + 1} {out} "

@@ -46,7 +46,7 @@ def header(path) -> tuple[int, int]:
     return int(kind), int(n)
 
 
-def _expect(path, kind, want):
+def _expect(path, want):
     got, n = header(path)
     if got != want:
         raise DiphaFormatError(f"{path} is a {NAMES[got]}, expected a {NAMES[want]}")
@@ -62,14 +62,14 @@ def _check_size(path, need: int, what: str):
 
 def read_full(path) -> np.ndarray:
     """The n x n distance matrix (read-only memmap, float64)."""
-    n = _expect(path, None, FULL)
+    n = _expect(path, FULL)
     _check_size(path, 24 + 8 * n * n, f"a {n} x {n} matrix")
     return np.memmap(path, dtype="<f8", mode="r", offset=24, shape=(n, n))
 
 
 def read_sparse(path):
     """(n, counts, indices, values) of a sparse distance matrix; arrays are memmaps."""
-    n = _expect(path, None, SPARSE)
+    n = _expect(path, SPARSE)
     size = Path(path).stat().st_size
     if size < 24 + 8 * n:
         raise DiphaFormatError(f"{path} is truncated: {size} bytes, the {n} neighbour counts alone need {24 + 8 * n}")
@@ -87,7 +87,7 @@ def read_sparse(path):
 
 def read_diagram(path):
     """(dims, births, deaths) of a persistence diagram in DIPHA's units and signs."""
-    p = _expect(path, None, DIAGRAM)
+    p = _expect(path, DIAGRAM)
     _check_size(path, 24 + PAIR.itemsize * p, f"{p} pairs")
     rec = np.fromfile(path, dtype=PAIR, count=p, offset=24)
     return rec["dim"].astype(np.int64), rec["birth"].astype(np.float64), rec["death"].astype(np.float64)
@@ -198,7 +198,7 @@ def exact_values(dg: np.ndarray, values: np.ndarray) -> np.ndarray:
 def file_size_ok(path) -> bool:
     """True when a diagram file is complete (its size matches its header)."""
     try:
-        p = _expect(path, None, DIAGRAM)
+        p = _expect(path, DIAGRAM)
         return os.path.getsize(path) == 24 + PAIR.itemsize * p
     except UserError:
         return False

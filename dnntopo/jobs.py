@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from dnntopo import models, pipeline, storage
@@ -49,8 +49,8 @@ class TopologyTask:
         comm = get_comm()
         opts = pipeline.TopologyOptions(epochs=[epoch], quiet=True)
         try:
-            return str(pipeline.run_topology(comm, storage.Run(Path(self.run)), opts, replace(self.acfg),
-                                             replace(self.gcfg), replace(self.pcfg), replace(self.scfg))[0])
+            return str(pipeline.run_topology(comm, storage.Run(Path(self.run)), opts, self.acfg,
+                                             self.gcfg, self.pcfg, self.scfg)[0])
         except Exception as exc:
             if comm.Get_size() > 1:  # one failing rank must not leave the others in a collective
                 abort_with(comm, "dnntopo", f"error: {exc}", 1)

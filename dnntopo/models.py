@@ -248,10 +248,15 @@ DEFAULT_LAYERS = {
 MODELS = tuple(BUILDERS)
 
 
-def build(name: str, in_shape, num_classes: int) -> nn.Module:
-    """Model `name` for inputs of shape (C, H, W) and `num_classes` outputs."""
+def check_name(name: str) -> str:
     if name not in BUILDERS:
         raise UserError(f"--net {name!r} is not known; choose one of {', '.join(MODELS)}")
+    return name
+
+
+def build(name: str, in_shape, num_classes: int) -> nn.Module:
+    """Model `name` for inputs of shape (C, H, W) and `num_classes` outputs."""
+    check_name(name)
     c, h, w = in_shape
     if h != w:
         raise UserError(f"--net {name} needs square images, the dataset gives {h}x{w}")
@@ -270,15 +275,20 @@ def check_layers(model: nn.Module, name: str, layers) -> list[str]:
     return layers
 
 
-def load_state(model: nn.Module, path, net: str):
-    """Load a state-dict checkpoint with weights_only=True; a mismatch is one clear error."""
+def read_checkpoint(path) -> dict:
+    """A checkpoint's contents, loaded with weights_only=True; one clear error otherwise."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"checkpoint {path} does not exist; train that epoch first "
                         f"(dnntopo train ... --save-epochs)") from None
     except Exception as exc:
         raise UserError(f"cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from None
+
+
+def load_state(model: nn.Module, path, net: str, state: dict | None = None):
+    """Load a state-dict checkpoint (or the `model` entry of a resume state, already read)."""
+    state = read_checkpoint(path) if state is None else state
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     try:

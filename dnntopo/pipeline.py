@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +85,7 @@ def run_topology(comm, run: storage.Run, opts: TopologyOptions, acfg: activation
                         f"{run.checkpoints} (saved epochs: {' '.join(map(str, have)) or 'none'}); "
                         f"train with --save-epochs including them")
     device = resolve_device(acfg.device)
-    gcfg.device = "cpu" if device.type == "cpu" else str(device)
+    gcfg = replace(gcfg, device="cpu" if device.type == "cpu" else str(device))
     rank0 = comm.Get_rank() == 0
     if rank0:
         run.topology.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def run_topology(comm, run: storage.Run, opts: TopologyOptions, acfg: activation
             _say(opts.quiet or not rank0, f"epoch {epoch}: {path} is up to date (--force recomputes)")
             continue
         bar.set_postfix_str(f"epoch {epoch}")
-        info = _one_epoch(comm, run, epoch, model, samples, layers, params, opts, acfg, gcfg, pcfg, scfg)
+        info = _one_epoch(comm, run, epoch, model, samples, layers, params, opts, device, acfg, gcfg, pcfg, scfg)
         out.append(path)
         if rank0:
             collapsed = f" ({info['collapsed_edges']} after collapse)" if "collapsed_edges" in info else ""
@@ -122,8 +122,7 @@ def run_topology(comm, run: storage.Run, opts: TopologyOptions, acfg: activation
     return out
 
 
-def _one_epoch(comm, run, epoch, model, samples, layers, params, opts, acfg, gcfg, pcfg, scfg) -> dict:
-    device = resolve_device(acfg.device)
+def _one_epoch(comm, run, epoch, model, samples, layers, params, opts, device, acfg, gcfg, pcfg, scfg) -> dict:
     models.load_state(model, run.checkpoint(epoch), params["net"])
     t0 = time.perf_counter()
     _maybe_fail(comm, "extract")

@@ -21,7 +21,8 @@ def _smooth(y: np.ndarray, width: int) -> np.ndarray:
     return np.convolve(np.pad(y, (width // 2, width - 1 - width // 2), mode="edge"), k, mode="valid")
 
 
-def _save(fig, out):
+def save_figure(fig, out):
+    """Save atomically (temporary name, then rename), creating the folder."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
@@ -58,7 +59,7 @@ def betti_curves(run: storage.Run, epochs: list, dim: int, out, smooth: int = 0)
     top.set_xticks(ticks)
     top.set_xticklabels([f"{np.interp(t, xs, dens):.3g}" for t in ticks], fontsize=8)
     top.set_xlabel(f"edge density at that distance (epoch {epochs[-1]})")
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def diagram(run: storage.Run, epoch: int, out, dims=None):
@@ -80,7 +81,7 @@ def diagram(run: storage.Run, epoch: int, out, dims=None):
     ax.set_xlabel("birth (distance)"), ax.set_ylabel("death (distance)")
     ax.set_title(f"{a['net']} on {a['dataset']}: epoch {epoch}")
     ax.legend(fontsize=8, loc="lower right")
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def summaries_vs_epoch(run: storage.Run, out, dims=None):
@@ -107,4 +108,4 @@ def summaries_vs_epoch(run: storage.Run, out, dims=None):
     a = eps[0]["attrs"]
     fig.suptitle(f"{a['net']} on {a['dataset']}, trial {a['trial']}: summaries against epoch")
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)

@@ -55,8 +55,7 @@ class TrainConfig:
         if bad:
             raise UserError(f"--save-epochs {bad}: each must lie in 0..--epochs ({self.epochs})")
         data.split_name(self.dataset)
-        if self.net not in models.BUILDERS:
-            models.build(self.net, (1, 28, 28), 10)
+        models.check_name(self.net)
         resolve_device(self.device)
         return self
 
@@ -152,8 +151,8 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, on_epoch=
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=cfg.patience)
     start, rows = 0, []
     if resume and run.resume_state.exists():
-        state = torch.load(run.resume_state, map_location=device, weights_only=True)
-        models.load_state(model, run.resume_state, cfg.net)
+        state = models.read_checkpoint(run.resume_state)
+        models.load_state(model, run.resume_state, cfg.net, state)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start = int(state["epoch"]) + 1

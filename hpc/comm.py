@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 
-import numpy as np
 
 # Environment variables that launchers set in every rank they start.
 _LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK", "MPI_LOCALNRANKS",
@@ -56,13 +55,9 @@ def abort_with(comm, prog: str, msg: str, code: int):
     sys.exit(code)
 
 
-def _buf(spec):
-    """The array of an mpi4py buffer spec: `arr` or `[arr, ...]`."""
-    return spec[0] if isinstance(spec, (list, tuple)) else spec
-
-
 class SerialComm:
-    """One-rank communicator with mpi4py's method names; collectives are copies or no-ops."""
+    """One-rank communicator with the mpi4py methods the code calls on it. The buffer
+    collectives of hpc/ return the local arrays themselves for one rank, without a call."""
 
     def Get_rank(self) -> int:
         return 0
@@ -86,25 +81,6 @@ class SerialComm:
 
     def gather(self, obj, root=0):
         return [obj]
-
-    def allgather(self, obj):
-        return [obj]
-
-    def Bcast(self, buf, root=0):
-        return None
-
-    def Allreduce(self, sendbuf, recvbuf, op=None):
-        np.copyto(_buf(recvbuf), _buf(sendbuf))
-
-    def Allgatherv(self, sendbuf, recvbuf):
-        src = np.asarray(_buf(sendbuf)).ravel()
-        _buf(recvbuf).reshape(-1)[: src.size] = src
-
-    def Gatherv(self, sendbuf, recvbuf, root=0):
-        self.Allgatherv(sendbuf, recvbuf)
-
-    def Exscan(self, sendbuf, recvbuf, op=None):
-        return None  # rank 0's result is undefined in MPI too
 
     def Abort(self, errorcode=1):
         os._exit(errorcode)

@@ -128,7 +128,6 @@ def main():
     with np.errstate(invalid="ignore", divide="ignore"):
         sec_np, mem_np, _ = measure(lambda: np.corrcoef(x64), a.reps)
     rows.append(("numpy corrcoef alone (float64 n x n)", sec_np, mem_np, ""))
-    del x64
     i, j, d = edges.i, edges.j, edges.distance
     dense = np.ones((n, n), dtype=np.float32)
     dense[i, j] = d
