@@ -36,6 +36,6 @@ setup(
     },
     entry_points={"console_scripts": [
         "dnntopo=dnntopo.cli:main",
-        "dnntopo-dipha=dnntopo.dipha_cli:main",
+        "dnntopo-dipha=dnntopo.dipha.cli:main",
     ]},
 )

@@ -7,7 +7,7 @@ did for big nets), batch by batch, so the full activation matrix is never held u
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -15,28 +15,6 @@ import torch
 from dnntopo.data import ImageSet
 from dnntopo.errors import UserError
 from hpc.shard import block_bounds, split_blocks_even
-
-
-@dataclass
-class ActivationConfig:
-    """Which samples are forwarded and which units are observed."""
-    samples: int = 1000
-    sample_split: str = "test"
-    layers: list = field(default_factory=list)
-    max_nodes: int = 0          # 0: no grouping
-    batch_size: int = 100
-    device: str = "auto"
-
-    def validate(self):
-        if self.samples < 2:
-            raise UserError("--samples must be at least 2 (a correlation needs two samples)")
-        if self.sample_split not in ("test", "train"):
-            raise UserError("--sample-split must be test or train")
-        if self.max_nodes < 0 or self.max_nodes == 1:
-            raise UserError("--max-nodes must be 0 (no grouping) or at least 2")
-        if self.batch_size <= 0:
-            raise UserError("--batch-size must be positive")
-        return self
 
 
 @dataclass
@@ -92,11 +70,14 @@ def sample_set(ds: ImageSet, n: int, split: str) -> ImageSet:
     return ds.subset(np.arange(n))
 
 
-def extract(comm, model: torch.nn.Module, samples: ImageSet, layers: list,
-            cfg: ActivationConfig, device: torch.device, progress=None) -> tuple[np.ndarray, Layout]:
+def extract(comm, model: torch.nn.Module, samples: ImageSet, layers: list, *, max_nodes: int = 0,
+            batch_size: int = 100, device: torch.device = torch.device("cpu"),
+            progress=None) -> tuple[np.ndarray, Layout]:
     """This rank's activations (float32, its samples x nodes) and the node layout.
 
-    The rank's samples are the whole batches [lo, hi) of `split_blocks_even`.
+    The rank's samples are the whole batches [lo, hi) of `split_blocks_even` of batches of
+    `batch_size`; with `max_nodes` the units are grouped (chunk averages per layer).
+    `progress(k)` is called after each batch.
     """
     modules = dict(model.named_modules())
     model.eval().to(device)
@@ -108,13 +89,13 @@ def extract(comm, model: torch.nn.Module, samples: ImageSet, layers: list,
         for h in hooks:
             h.remove()
     units = np.array([sizes[l] for l in layers], dtype=np.int64)
-    layout = Layout(list(layers), units, allocate_nodes(units, cfg.max_nodes))
+    layout = Layout(list(layers), units, allocate_nodes(units, max_nodes))
     col = np.concatenate([[0], np.cumsum(layout.nodes)])
     starts = [np.array([int(a[0]) for a in np.array_split(np.arange(u), m)], dtype=np.int64)
               for u, m in zip(layout.units, layout.nodes)]
     counts = [np.diff(np.append(s, u)).astype(np.float32) for s, u in zip(starts, layout.units)]
 
-    bounds = block_bounds(len(samples), cfg.batch_size)
+    bounds = block_bounds(len(samples), batch_size)
     lo, hi = split_blocks_even(len(bounds) - 1, comm.Get_size(), comm.Get_rank())
     first, last = int(bounds[lo]), int(bounds[hi])
     out = np.empty((last - first, layout.n_nodes), dtype=np.float32)

@@ -22,9 +22,12 @@ import numpy as np
 
 from dnntopo import storage
 from dnntopo.errors import UserError
+from dnntopo.spec import check_epochs
 from dnntopo.summaries import SUMMARY_KEYS
 
 DEFAULT_EPSILON = 0.005
+#: Features of the generalization-gap model when --use is not given.
+DEFAULT_FEATURES = ("life_1", "midlife_1", "betti_max_1", "density_at_max_1")
 
 
 def peak_positions(grid: np.ndarray, curves: np.ndarray) -> np.ndarray:
@@ -44,12 +47,18 @@ def stopping_epoch(epochs, peaks, epsilon: float = DEFAULT_EPSILON):
     return (int(epochs[fired[0]]) if fired.size else None), delta
 
 
-def early_stop_table(run: storage.Run, dim: int, axis: str = "density", epsilon: float = DEFAULT_EPSILON):
-    """Rows per computed epoch: peak density and distance, Δk on `axis`, accuracies; and the stop."""
+def early_stop_table(run: storage.Run, dim: int, axis: str = "density", epsilon: float = DEFAULT_EPSILON,
+                     allow_mixed: bool = False):
+    """Rows per computed epoch: peak density and distance, Δk on `axis`, accuracies; and the stop.
+
+    Epochs computed with different topology specs are refused unless `allow_mixed`."""
+    if not (math.isfinite(epsilon) and epsilon >= 0):
+        raise UserError(f"--epsilon {epsilon}: must be a finite number >= 0")
     epochs = run.topology_epochs()
     if len(epochs) < 2:
         raise UserError(f"early stopping needs at least two computed epochs in {run.topology} "
                         f"(found {len(epochs)}); run `dnntopo topology` for more epochs")
+    check_epochs(run, epochs, allow_mixed)
     dens, dist = [], []
     for e in epochs:
         ep = storage.read_epoch(run.epoch_file(e))
@@ -91,18 +100,23 @@ def plot_early_stop(rows, stop, out, title: str, axis: str):
 
 # ---------------------------------------------------------------- generalization gap
 
-def feature_rows(folders) -> list[dict]:
-    """Per (run, epoch): the summary table's numbers (`betti_max` and `area` per node), the gap."""
+def feature_rows(folders, allow_mixed: bool = False) -> list[dict]:
+    """Per (run, epoch): the summary table's numbers (`betti_max` and `area` per node), the gap.
+
+    Every epoch of every run must share one topology spec unless `allow_mixed`."""
     from dnntopo import report
+    from dnntopo.spec import require_same
     rows = []
     runs = [r for f in folders for r in storage.runs_under(f)]
     if not runs:
         raise UserError(f"no run folders (config.json) under {' '.join(map(str, folders))}")
+    require_same([(f"{run.root}:{e}", storage.read_attrs(run.epoch_file(e)))
+                  for run in runs for e in run.topology_epochs()], allow_mixed, what="run:epoch")
     for run in runs:
         if not run.topology_epochs():
             continue
         cfg = storage.read_config(run)
-        for r in report.rows(run):
+        for r in report.rows(run, allow_mixed=True):
             if math.isnan(r["acc_test"]):
                 continue
             row = {"run": str(run.root), "group": f"{cfg['net']}_{cfg['dataset']}", "epoch": r["epoch"],
@@ -191,6 +205,26 @@ def baseline_error(rows, by: str = "run") -> float:
         mean_gap = float(np.mean([r["gap"] for r in rows if r[by] != k]))
         errors += [abs(r["gap"] - mean_gap) for r in rows if r[by] == k]
     return float(np.mean(errors))
+
+
+def describe_model(model: dict) -> str:
+    """The fitted formula in one line."""
+    return f"gap = {model['intercept']:.4g} + " + " + ".join(
+        f"{c:.4g} {f}" for f, c in model["coefficients"].items())
+
+
+def prediction_table(model: dict, rows) -> list[dict]:
+    """Per row: the predicted gap and test accuracy (no test set used)."""
+    gaps = predict(model, rows)
+    return [{"run": r["run"], "epoch": int(r["epoch"]), "acc_train": r["acc_train"], "gap_pred": g,
+             "acc_test_pred": r["acc_train"] - g} for r, g in zip(rows, gaps)]
+
+
+def evaluation_table(rows) -> list[dict]:
+    """The columns of `evaluate`'s rows that a report shows."""
+    return [{"run": r["run"], "epoch": int(r["epoch"]), "gap": r["gap"], "gap_pred": r["gap_pred"],
+             "acc_test": r["acc_test"], "acc_test_pred": r["acc_test_pred"], "error": r["error"]}
+            for r in rows]
 
 
 def scatter(rows, out):

@@ -10,31 +10,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dnntopo.errors import UserError
-from hpc.correlation import Edges, correlation_edges
+from hpc.correlation import Edges, RowEdges, correlation_rows, gather_edges
 
 
 @dataclass
-class GraphConfig:
-    """Threshold of the functional graph and where its products run."""
-    max_distance: float = 0.6
-    save_dense: bool = False
-    device: str = "cpu"
+class FunctionalGraph:
+    """The thresholded graph of one epoch: every rank's own rows (`rows`, for collective
+    writes) and, on rank 0, all edges (`edges`; None elsewhere)."""
+    rows: RowEdges
+    edges: Edges | None
 
-    def validate(self):
-        if not 0 < self.max_distance <= 1:
-            raise UserError(f"--max-distance {self.max_distance}: must lie in (0, 1] "
-                            f"(distance is 1 - |corr|)")
-        return self
+    @property
+    def n(self) -> int:
+        return self.rows.n
 
 
-def functional_graph(comm, activations: np.ndarray, cfg: GraphConfig, sample_block: int,
-                     keep_local: bool = False, progress=None) -> Edges | None:
-    """Edges of the functional graph on rank 0 (None elsewhere, unless `keep_local`: then
-    every rank also gets its own rows' edges); `activations` is consumed."""
-    return correlation_edges(comm, activations, cfg.max_distance, sample_block=sample_block,
-                             device=cfg.device, dense=cfg.save_dense, keep_local=keep_local,
-                             progress=progress)
+def functional_graph(comm, activations: np.ndarray, max_distance: float, sample_block: int, *,
+                     device: str = "cpu", dense: bool = False, progress=None) -> FunctionalGraph:
+    """Edges with distance 1 - |corr| <= max_distance between the nodes; `activations` (this
+    rank's samples x nodes, float32) is consumed. With `dense`, rank 0 also gets the full
+    float32 distance matrix (`edges.dense`)."""
+    rows = correlation_rows(comm, activations, max_distance, sample_block=sample_block,
+                            device=device, dense=dense, progress=progress)
+    return FunctionalGraph(rows, gather_edges(comm, rows))
 
 
 def edge_density(distances: np.ndarray, n_nodes: int, grid: np.ndarray) -> np.ndarray:

@@ -9,14 +9,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dnntopo import models, pipeline, storage
-from dnntopo.activations import ActivationConfig
-from dnntopo.graph import GraphConfig
-from dnntopo.summaries import SummaryConfig
-from dnntopo.topology import PHConfig
+from dnntopo import pipeline, storage
+from dnntopo.spec import EpochState, TopologySpec, epoch_state, record, recorded
 from dnntopo.train import TrainConfig, train
 from hpc.io import write_text_atomic
 from hpc.submit import Scheduler
@@ -39,42 +36,32 @@ class TrainTask(Checkpointable):
 class TopologyTask:
     """The topology of one epoch, run by every rank of the task (MPI under srun --mpi)."""
     run: str
-    acfg: ActivationConfig
-    gcfg: GraphConfig
-    pcfg: PHConfig
-    scfg: SummaryConfig
+    spec: TopologySpec
+    opts: pipeline.TopologyOptions = pipeline.TopologyOptions(quiet=True)
 
     def __call__(self, epoch: int) -> str:
         from hpc.comm import abort_with, get_comm
         comm = get_comm()
-        opts = pipeline.TopologyOptions(epochs=[epoch], quiet=True)
         try:
-            return str(pipeline.run_topology(comm, storage.Run(Path(self.run)), opts, self.acfg,
-                                             self.gcfg, self.pcfg, self.scfg)[0])
+            return str(pipeline.run_topology(comm, storage.Run(Path(self.run)), self.spec,
+                                             replace(self.opts, epochs=(epoch,)))[0])
         except Exception as exc:
             if comm.Get_size() > 1:  # one failing rank must not leave the others in a collective
                 abort_with(comm, "dnntopo", f"error: {exc}", 1)
             raise
 
 
-def planned_params(run: storage.Run, cfg: dict, acfg, pcfg, scfg, epoch: int) -> dict:
-    """The parameters an epoch file would be written with (to tell current from stale)."""
-    layers = acfg.layers or models.DEFAULT_LAYERS[cfg["net"]]
-    return dict(net=cfg["net"], dataset=cfg["dataset"], trial=int(cfg["trial"]), epoch=int(epoch),
-                n_samples=acfg.samples, sample_split=acfg.sample_split, layers=",".join(layers),
-                max_nodes=acfg.max_nodes, max_dim=pcfg.max_dim, max_distance=float(pcfg.max_distance),
-                backend=pcfg.backend, min_persistence=float(scfg.min_persistence),
-                grid_points=scfg.grid_points)
-
-
-def pending_epochs(run: storage.Run, epochs, acfg, pcfg, scfg) -> list[int]:
-    """Epochs whose file is missing or stale (older than its checkpoint, other parameters)."""
+def epoch_states(run: storage.Run, epochs, spec: TopologySpec, extras=()) -> list[EpochState]:
+    """The state of each epoch's file for `spec` (the one rule, `spec.epoch_state`)."""
     if not run.config.exists():
-        return list(epochs)
+        return [EpochState(e, "missing", "no run yet") for e in epochs]
     cfg = storage.read_config(run)
-    return [e for e in epochs
-            if not pipeline.is_current(run.epoch_file(e), run.checkpoint(e),
-                                       planned_params(run, cfg, acfg, pcfg, scfg, e))]
+    return [epoch_state(run, e, spec, cfg, extras) for e in epochs]
+
+
+def pending_epochs(run: storage.Run, epochs, spec: TopologySpec, extras=()) -> list[int]:
+    """Epochs whose file is not current for `spec` (missing, stale, unreadable, incomplete)."""
+    return [s.epoch for s in epoch_states(run, epochs, spec, extras) if not s.current]
 
 
 def _record(run: storage.Run, update: dict):
@@ -86,27 +73,31 @@ def _record(run: storage.Run, update: dict):
     write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
-def submit_run(tcfg: TrainConfig, epochs: list, acfg, gcfg, pcfg, scfg, scheduler: Scheduler,
-               wait: bool = False, retrain: bool = False):
+def submit_run(tcfg: TrainConfig, spec: TopologySpec, scheduler: Scheduler, topology_epochs=(),
+               opts: pipeline.TopologyOptions | None = None, wait: bool = False, retrain: bool = False):
     """Submit training (unless its checkpoints are all there) and, after it, the topology of
-    the epochs still missing or stale as one job array. Returns (train job, topology jobs)."""
+    the epochs whose file is not current as one job array. Returns (train job, {epoch: job})."""
+    tcfg, epochs = pipeline.plan(tcfg, topology_epochs)
+    tcfg.validate()
+    opts = replace(opts or pipeline.TopologyOptions(), quiet=True, epochs=())
     run = storage.Run(storage.run_path(tcfg.run_dir, tcfg.net, tcfg.dataset, tcfg.trial))
     (run.root / "logs").mkdir(parents=True, exist_ok=True)
     scheduler.folder = run.root / "logs"
-    for c in (acfg, gcfg, pcfg, scfg):
-        c.validate()
-    tcfg.validate()
+    resolved = spec.resolved(tcfg.net)
+    from dnntopo import topology
+    topology.backend(spec)  # refuse a missing engine before anything is submitted
     need_train = retrain or any(not run.checkpoint(e).exists() for e in tcfg.save_epochs)
     train_job = None
     if need_train:
-        train_job = scheduler.submit(TrainTask(), tcfg, name=f"dnntopo-train-{run.root.parent.name}",
-                                     time=scheduler.site.time_train, gpus=scheduler.site.gpus_per_task)
+        train_job = scheduler.submit(TrainTask(), tcfg, role="train",
+                                     name=f"dnntopo-train-{run.root.parent.name}")
         _record(run, {"train": str(train_job.job_id)})
-    todo = list(epochs) if need_train else pending_epochs(run, epochs, acfg, pcfg, scfg)
-    task = TopologyTask(str(run.root), acfg, gcfg, pcfg, scfg)
-    topo_jobs = scheduler.map_array(task, todo, name=f"dnntopo-topology-{run.root.parent.name}",
-                                    time=scheduler.site.time_topology, ntasks=scheduler.site.ntasks,
-                                    after=train_job)
+    todo = list(epochs) if need_train else pending_epochs(run, epochs, resolved, opts.extras())
+    run.topology.mkdir(parents=True, exist_ok=True)
+    record(run, resolved)
+    task = TopologyTask(str(run.root), spec, opts)
+    topo_jobs = scheduler.map_array(task, todo, role="topology",
+                                    name=f"dnntopo-topology-{run.root.parent.name}", after=train_job)
     _record(run, {"topology": {e: str(j.job_id) for e, j in zip(todo, topo_jobs)}})
     if wait:
         if train_job is not None:
@@ -116,26 +107,26 @@ def submit_run(tcfg: TrainConfig, epochs: list, acfg, gcfg, pcfg, scfg, schedule
     return train_job, dict(zip(todo, topo_jobs))
 
 
-def status(run: storage.Run) -> list[dict]:
-    """Per saved or requested epoch: done / missing / running (or pending), and the job id."""
+def status(run: storage.Run, spec: TopologySpec | None = None) -> list[dict]:
+    """Per saved or requested epoch: its file's state for `spec` (default: the run's last
+    requested spec) or the queue state of its job, and the job id."""
     jobs_path = run.root / "logs" / "jobs.json"
     jobs = json.loads(jobs_path.read_text()) if jobs_path.exists() else {"train": [], "topology": {}}
-    cfg = storage.read_config(run) if run.config.exists() else {}
+    cfg = storage.read_config(run)
+    spec = spec or recorded(run) or TopologySpec()
     epochs = sorted(set(cfg.get("save_epochs", [])) | set(run.saved_epochs()) | set(run.topology_epochs())
                     | {int(e) for e in jobs["topology"]})
-    states = _queue_states(list(jobs["topology"].values()) + jobs["train"])
+    queued = _queue_states(list(jobs["topology"].values()) + jobs["train"])
     rows = []
-    for e in epochs:
-        job = jobs["topology"].get(str(e), "")
-        path = run.epoch_file(e)
-        if path.exists() and not (run.checkpoint(e).exists() and
-                                  run.checkpoint(e).stat().st_mtime > path.stat().st_mtime):
+    for st in epoch_states(run, epochs, spec):
+        job = jobs["topology"].get(str(st.epoch), "")
+        if st.current:
             state = "done"
-        elif job and states.get(job):
-            state = states[job].lower()
+        elif job and queued.get(job):
+            state = queued[job].lower()
         else:
-            state = "missing" + ("" if run.checkpoint(e).exists() else " (no checkpoint)")
-        rows.append({"epoch": e, "state": state, "job": job})
+            state = str(st)
+        rows.append({"epoch": st.epoch, "state": state, "job": job})
     return rows
 
 

@@ -3,36 +3,60 @@
 Every stage runs on the communicator: the samples are sharded for extraction, the correlation
 row blocks are shared, the PH step is collective (rank 0 reduces with all its cores while the
 others wait without spinning), and rank 0 writes the epoch file atomically. With one rank this
-is the serial run.
+is the serial run. What is computed is the `TopologySpec`; `TopologyOptions` say which epochs,
+whether to recompute, what extras to store and where the forwards run. `main_job` is the
+original `main.py`: train (with the topology hook if asked), then topology, then plots.
 """
 from __future__ import annotations
 
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from dnntopo import __version__, activations, data, graph, models, storage, summaries, topology
+from dnntopo import activations, data, graph, models, storage, summaries, topology
 from dnntopo.errors import UserError
-from dnntopo.train import resolve_device
+from dnntopo.params import param
+from dnntopo.progress import Progress
+from dnntopo.spec import TopologySpec, epoch_state, record
+from dnntopo.train import TrainConfig, resolve_device, train
 from hpc.collectives import gather_rows, quiet_barrier
 
-#: Root attributes that must match for an existing epoch file to be reused.
-MATCH_KEYS = ("net", "dataset", "trial", "epoch", "n_samples", "sample_split", "layers",
-              "max_nodes", "max_dim", "max_distance", "backend", "min_persistence", "grid_points")
 
-
-@dataclass
+@dataclass(frozen=True)
 class TopologyOptions:
-    """What to do around the stages: which epochs, recompute or not, extras to store."""
-    epochs: list = field(default_factory=list)
-    force: bool = False
-    save_activations: bool = False
+    """Around the spec: which epochs, recompute or not, extras to store, where forwards run."""
+    epochs: tuple = param((), "epochs to compute (default: every saved checkpoint)", type=int, nargs="+")
+    force: bool = param(False, "recompute epochs whose file is current", type=bool, group="storage")
+    save_activations: bool = param(False, "store the activations too (activations, nodes x samples)",
+                                   type=bool, group="storage")
+    save_dense: bool = param(False, "store the full distance matrix too (graph/distance)", type=bool,
+                             group="storage")
+    batch_size: int = param(100, "samples per forward batch", type=int, group="storage",
+                            dest="act_batch")
+    device: str = param("auto", "auto, cpu or cuda[:k] for forwards and products", type=str,
+                        group="storage")
     quiet: bool = False
+
+    def __post_init__(self):
+        epochs = tuple(int(e) for e in (self.epochs or ()))
+        object.__setattr__(self, "epochs", epochs)
+        twice = sorted({e for e in epochs if epochs.count(e) > 1})
+        if twice:
+            raise UserError(f"--epochs {' '.join(map(str, epochs))}: "
+                            f"{' '.join(map(str, twice))} given twice")
+        if any(e < 0 for e in epochs):
+            raise UserError(f"--epochs {' '.join(map(str, epochs))}: epochs are 0 or more")
+        if self.batch_size <= 0:
+            raise UserError(f"--batch-size {self.batch_size}: must be positive")
+
+    def extras(self) -> tuple:
+        """Datasets an existing epoch file must hold to be reused with these options."""
+        return (("activations",) if self.save_activations else ()) + \
+               (("graph/distance",) if self.save_dense else ())
 
 
 def _maybe_fail(comm, stage: str, epoch: int | None = None):
@@ -47,34 +71,23 @@ def _maybe_fail(comm, stage: str, epoch: int | None = None):
         raise RuntimeError(f"failure injected at stage {stage} (DNNTOPO_FAIL_RANK={rank})")
 
 
-def is_current(path: Path, checkpoint: Path, params: dict) -> bool:
-    """True when the epoch file exists, is newer than its checkpoint and has the same parameters."""
-    if not path.exists():
-        return False
-    if checkpoint.exists() and checkpoint.stat().st_mtime > path.stat().st_mtime:
-        return False
-    try:
-        attrs = storage.read_attrs(path)
-    except (UserError, OSError):
-        return False
-    for k in MATCH_KEYS:
-        a, b = attrs.get(k), params.get(k)
-        if isinstance(b, float) and isinstance(a, (int, float)):
-            if not np.isclose(a, b, rtol=0, atol=1e-12):
-                return False
-        elif a != b:
-            return False
-    return True
+@dataclass
+class _Job:
+    """What every epoch of one `run_topology` call shares."""
+    comm: object
+    run: storage.Run
+    spec: TopologySpec
+    opts: TopologyOptions
+    backend: topology.Backend
+    model: object
+    samples: data.ImageSet
+    device: object
+    config: dict
 
 
-def run_topology(comm, run: storage.Run, opts: TopologyOptions, acfg: activations.ActivationConfig,
-             gcfg: graph.GraphConfig, pcfg: topology.PHConfig,
-             scfg: summaries.SummaryConfig) -> list[Path]:
+def run_topology(comm, run: storage.Run, spec: TopologySpec,
+                 opts: TopologyOptions = TopologyOptions()) -> list[Path]:
     """Compute (or reuse) the epoch file of every requested epoch; return their paths."""
-    for c in (acfg, gcfg, pcfg, scfg):
-        c.validate()
-    if gcfg.max_distance != pcfg.max_distance:
-        raise ValueError("graph and PH thresholds differ")
     cfg = storage.read_config(run)
     net, dataset = cfg["net"], cfg["dataset"]
     epochs = list(opts.epochs) or run.saved_epochs()
@@ -84,136 +97,93 @@ def run_topology(comm, run: storage.Run, opts: TopologyOptions, acfg: activation
         raise UserError(f"--epochs {' '.join(map(str, missing))}: no checkpoint in "
                         f"{run.checkpoints} (saved epochs: {' '.join(map(str, have)) or 'none'}); "
                         f"train with --save-epochs including them")
-    device = resolve_device(acfg.device)
-    gcfg = replace(gcfg, device="cpu" if device.type == "cpu" else str(device))
+    engine = topology.backend(spec)
+    device = resolve_device(opts.device)
+    model = models.build(net, tuple(cfg["input_shape"]), int(cfg["num_classes"]))
+    spec = replace(spec, layers=tuple(models.check_layers(model, net, spec.layers)))
     rank0 = comm.Get_rank() == 0
     if rank0:
         run.topology.mkdir(parents=True, exist_ok=True)
+        record(run, spec)
     comm.Barrier()
-    split_set = data.load(dataset, cfg.get("data_root"), acfg.sample_split)
-    samples = activations.sample_set(split_set, acfg.samples, acfg.sample_split)
+    split_set = data.load(dataset, cfg.get("data_root"), spec.sample_split)
+    samples = activations.sample_set(split_set, spec.samples, spec.sample_split)
     del split_set
-    model = models.build(net, tuple(cfg["input_shape"]), int(cfg["num_classes"]))
-    layers = models.check_layers(model, net, acfg.layers)
-    base = dict(net=net, dataset=dataset, trial=int(cfg["trial"]), n_samples=acfg.samples,
-                sample_split=acfg.sample_split, layers=",".join(layers), max_nodes=acfg.max_nodes,
-                max_dim=pcfg.max_dim, max_distance=float(pcfg.max_distance), backend=pcfg.backend,
-                min_persistence=float(scfg.min_persistence), grid_points=scfg.grid_points)
+    job = _Job(comm, run, spec, opts, engine, model, samples, device, cfg)
     out = []
-    bar = tqdm(epochs, desc="topology", unit="epoch", disable=True if (opts.quiet or not rank0) else None,
-               file=sys.stderr)
-    for epoch in bar:
+    for epoch in epochs:
         path = run.epoch_file(epoch)
-        params = dict(base, epoch=int(epoch))
-        skip = is_current(path, run.checkpoint(epoch), params) if (rank0 and not opts.force) else False
-        if comm.bcast(skip, root=0):
+        state = epoch_state(run, epoch, spec, cfg, opts.extras()) if (rank0 and not opts.force) else None
+        if comm.bcast(state is not None and state.current, root=0):
             out.append(path)
             _say(opts.quiet or not rank0, f"epoch {epoch}: {path} is up to date (--force recomputes)")
             continue
-        bar.set_postfix_str(f"epoch {epoch}")
-        info = _one_epoch(comm, run, epoch, model, samples, layers, params, opts, device, acfg, gcfg, pcfg, scfg)
+        info = _one_epoch(job, epoch)
         out.append(path)
         if rank0:
             collapsed = f" ({info['collapsed_edges']} after collapse)" if "collapsed_edges" in info else ""
             _say(opts.quiet, f"epoch {epoch}: {info['n_nodes']} nodes, {info['n_edges']} edges"
-                 f"{collapsed}, diagrams "
-                 f"{info['pairs']} | extract {info['t_extract']:.1f}s graph {info['t_graph']:.1f}s "
-                 f"PH {info['t_ph']:.1f}s -> {path}")
+                 f"{collapsed}, diagrams {info['pairs']} | extract {info['t_extract']:.1f}s "
+                 f"graph {info['t_graph']:.1f}s PH {info['t_ph']:.1f}s -> {path}")
+            if "dipha_launch" in info:
+                _say(opts.quiet, f"DIPHA ran through {info['dipha_launch']} ({info['dipha_procs']} "
+                                 f"processes, {info['seconds_dipha']:.1f} s)")
     return out
 
 
-def _one_epoch(comm, run, epoch, model, samples, layers, params, opts, device, acfg, gcfg, pcfg, scfg) -> dict:
-    models.load_state(model, run.checkpoint(epoch), params["net"])
-    t0 = time.perf_counter()
-    _maybe_fail(comm, "extract")
-    x, layout = activations.extract(comm, model, samples, layers, acfg, device)
-    raw = None
-    if opts.save_activations:
-        raw = gather_rows(comm, x)
+def _one_epoch(job: _Job, epoch: int) -> dict:
+    comm, spec, opts = job.comm, job.spec, job.opts
+    rank0 = comm.Get_rank() == 0
+    with Progress(f"epoch {epoch}", enabled=rank0 and not opts.quiet) as bar:
+        models.load_state(job.model, job.run.checkpoint(epoch), job.config["net"])
+        t0 = time.perf_counter()
+        _maybe_fail(comm, "extract")
+        n_batches = -(-spec.samples // opts.batch_size)
+        bar.stage("activations", -(-n_batches // comm.Get_size()))
+        x, layout = activations.extract(comm, job.model, job.samples, list(spec.layers),
+                                        max_nodes=spec.max_nodes, batch_size=opts.batch_size,
+                                        device=job.device, progress=bar.step)
+        raw = gather_rows(comm, x) if opts.save_activations else None
         if raw is x:
             raw = x.copy()
-    t1 = time.perf_counter()
-    _maybe_fail(comm, "graph")
-    use_dipha = pcfg.backend == "dipha"
-    edges = graph.functional_graph(comm, x, gcfg, acfg.batch_size, keep_local=use_dipha)
-    del x
-    t2 = time.perf_counter()
-    _maybe_fail(comm, "topology")
-    info = {}
-    empty = comm.bcast(len(edges) == 0 if comm.Get_rank() == 0 else None, root=0)
-    if empty:
-        raise UserError(f"epoch {epoch}: the graph has no edge with distance <= "
-                        f"{pcfg.max_distance} ({layout.n_nodes} nodes); raise --max-distance")
-    dipha_dgms = handoff_dipha(comm, run.epoch_file(epoch), edges, pcfg, info) if use_dipha else None
-    if comm.Get_rank() == 0:
-        if use_dipha:
-            dgms = dipha_dgms
-        else:
-            dgms = topology.persistence(layout.n_nodes, edges.i, edges.j, edges.distance, pcfg, info)
-        t3 = time.perf_counter()
-        grid, density, bettis, sums = summaries.curves_and_summaries(
-            dgms, edges.distance, layout.n_nodes, pcfg.max_distance, scfg)
-        _write(run.epoch_file(epoch), params, layout, edges, raw, dgms, grid, density, bettis, sums,
-               before_close=lambda: _maybe_fail(comm, "write", epoch))
-        info.update(n_nodes=layout.n_nodes, n_edges=len(edges), pairs="/".join(str(len(d)) for d in dgms),
-                    t_extract=t1 - t0, t_graph=t2 - t1, t_ph=t3 - t2)
+        t1 = time.perf_counter()
+        _maybe_fail(comm, "graph")
+        bar.stage("correlation", 0)
+        g = graph.functional_graph(comm, x, spec.max_distance, opts.batch_size,
+                                   device="cpu" if job.device.type == "cpu" else str(job.device),
+                                   dense=opts.save_dense, progress=bar.step)
+        del x
+        t2 = time.perf_counter()
+        _maybe_fail(comm, "topology")
+        empty = comm.bcast(len(g.edges) == 0 if rank0 else None, root=0)
+        if empty:
+            raise UserError(f"epoch {epoch}: the graph has no edge with distance <= "
+                            f"{spec.max_distance:g} ({layout.n_nodes} nodes); raise --max-distance")
+        info = {}
+        bar.stage(f"persistent homology ({job.backend.name})", 0)
+        dgms = job.backend.diagrams(comm, g, spec, job.run.epoch_file(epoch), info, progress=bar.note)
+        if rank0:
+            t3 = time.perf_counter()
+            bar.stage("summaries and file", 0)
+            e = g.edges
+            grid, density, bettis, sums = summaries.curves_and_summaries(dgms, e.distance, layout.n_nodes, spec)
+            attrs = dict(spec.attrs(), net=job.config["net"], dataset=job.config["dataset"],
+                         trial=int(job.config["trial"]), epoch=int(epoch), n_nodes=layout.n_nodes,
+                         n_units=layout.n_units)
+            graph_attrs = {"layers": ",".join(spec.layers), "layer_units": layout.units,
+                           "layer_nodes": layout.nodes,
+                           "grouping": "contiguous chunks of units averaged within each layer"}
+            contents = storage.epoch_contents(
+                attrs, layout.node_layer(), graph_attrs, (e.i, e.j, e.distance), dgms, grid, density,
+                bettis, sums, dense=e.dense,
+                activations=np.ascontiguousarray(raw.T) if raw is not None else None)
+            storage.write_epoch_file(job.run.epoch_file(epoch), *contents,
+                                     before_close=lambda: _maybe_fail(comm, "write", epoch))
+            info.update(n_nodes=layout.n_nodes, n_edges=len(e), pairs="/".join(str(len(d)) for d in dgms),
+                        t_extract=t1 - t0, t_graph=t2 - t1, t_ph=t3 - t2)
+        del g
     quiet_barrier(comm)
     return info
-
-
-def handoff_dipha(comm, epoch_path: Path, edges, pcfg, info: dict):
-    """Write the sparse distance collectively (MPI-IO), run DIPHA on it over the job's
-    communicator, and read its diagram back in distance units (on rank 0)."""
-    from dnntopo import dipha
-    from hpc.launch import Launch, LaunchError, run_external
-    from hpc.mpiio import symmetric_rows, write_rows
-    n, rank, bounds = edges.n, comm.Get_rank(), edges.row_bounds
-    lo, hi = int(bounds[rank]), int(bounds[rank + 1])
-    rows, cols, vals = symmetric_rows(comm, bounds, *edges.local)
-    stem = epoch_path.with_name(f".{epoch_path.stem}.dipha")
-    src, out = stem.with_suffix(".complex"), stem.with_suffix(".diagram")
-    if rank == 0 and out.exists():
-        out.unlink()
-    write_rows(comm, src, [dipha.MAGIC, dipha.SPARSE, n], n, lo, hi, rows, cols, vals)
-    del rows, cols, vals
-    launch = Launch(pcfg.dipha, ["--upper_dim", pcfg.max_dim + 1, src, out], procs=pcfg.dipha_procs,
-                    mode=pcfg.dipha_launch, timeout=pcfg.dipha_timeout)
-    t0 = time.perf_counter()
-    try:
-        how = run_external(comm, launch, out, dipha.file_size_ok)
-    except LaunchError as exc:
-        if rank == 0:
-            src.unlink(missing_ok=True), out.unlink(missing_ok=True)
-        raise UserError(f"--dipha {pcfg.dipha}: {exc}") from None
-    info.update(dipha_launch=how, seconds_dipha=time.perf_counter() - t0)
-    if rank != 0:
-        return None
-    _say(False, f"DIPHA ran through {how} ({launch.procs or comm.Get_size()} processes, "
-                f"{time.perf_counter() - t0:.1f} s)")
-    try:
-        dgms = dipha.from_dipha(*dipha.read_diagram(out), max_dim=pcfg.max_dim)
-    finally:
-        src.unlink(missing_ok=True), out.unlink(missing_ok=True)
-    return dgms
-
-
-def _write(path, params, layout, edges, raw, dgms, grid, density, bettis, sums, before_close=None):
-    attrs = dict(params, n_nodes=layout.n_nodes, n_units=layout.n_units, version=__version__)
-    arrays = {"graph/edges/i": edges.i, "graph/edges/j": edges.j,
-              "graph/edges/distance": edges.distance, "graph/layer": layout.node_layer(),
-              "betti/distance": grid, "betti/density": density}
-    if edges.dense is not None:
-        arrays["graph/distance"] = edges.dense
-    if raw is not None:
-        arrays["activations"] = np.ascontiguousarray(raw.T)
-    for k, (dg, b) in enumerate(zip(dgms, bettis)):
-        arrays[f"diagrams/dim_{k}"] = dg
-        arrays[f"betti/dim_{k}"] = b
-    gattrs = {"graph": {"layers": params["layers"], "layer_units": layout.units,
-                        "layer_nodes": layout.nodes,
-                        "grouping": "contiguous chunks of units averaged within each layer"}}
-    gattrs.update({f"summary/dim_{k}": s for k, s in enumerate(sums)})
-    storage.write_epoch_file(path, attrs, arrays, gattrs, before_close=before_close)
 
 
 def _say(quiet, msg):
@@ -221,62 +191,81 @@ def _say(quiet, msg):
         print(msg, file=sys.stderr, flush=True)
 
 
-def export_dipha(run: storage.Run, epoch: int, out: Path | None, full: bool) -> Path:
-    """Write an epoch's distance in DIPHA's format: sparse (type 8) from the stored edges, or
-    full (type 7) from the stored dense matrix (computed with --save-dense)."""
-    from dnntopo import dipha
-    path = run.epoch_file(epoch)
-    if not path.exists():
-        raise UserError(f"{path} does not exist; compute it with `dnntopo topology --run {run.root} --epochs {epoch}`")
-    out = Path(out) if out else path.with_suffix(".full.complex" if full else ".complex")
-    with storage.h5_file(path) as f:
-        n = int(f.attrs["n_nodes"])
-        if full:
-            if "graph/distance" not in f:
-                raise UserError(f"{path} holds no full distance matrix; recompute the epoch with "
-                                f"--save-dense --force, or export the sparse matrix (no --full)")
-            dipha.write_full(out, f["graph/distance"][()].astype(np.float64))
-        else:
-            e = f["graph/edges"]
-            counts, cols, vals, _ = dipha.symmetric_lists(n, e["i"][()], e["j"][()], e["distance"][()])
-            dipha.write_sparse(out, n, counts, cols, vals)
-    return out
+# ------------------------------------------------------------------ training with topology
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """The early-stopping rule applied while training (see `analysis.early_stop_table`)."""
+    dim: int = 1
+    epsilon: float = 0.005
+    axis: str = "density"
 
 
-def import_dipha(run: storage.Run, epoch: int, diagram_path) -> Path:
-    """Replace an epoch's diagrams (and curves and summaries) by a DIPHA diagram file."""
-    import h5py
-    from dnntopo import dipha
-    path = run.epoch_file(epoch)
-    if not path.exists():
-        raise UserError(f"{path} does not exist: compute the epoch first (its graph is needed)")
-    dims, births, deaths = dipha.read_diagram(diagram_path)
-    with storage.h5_file(path) as f:
-        attrs = {k: f.attrs[k] for k in f.attrs}
-        distances = f["graph/edges/distance"][()]
-    max_dim = int(attrs["max_dim"])
-    top = int(np.max(np.where(dims < 0, -dims - 1, dims))) if dims.size else 0
-    if top > max_dim:
-        max_dim = top
-    dgms = dipha.from_dipha(dims, births, deaths, max_dim=max_dim)
-    scfg = summaries.SummaryConfig(grid_points=int(attrs["grid_points"]),
-                                   min_persistence=float(attrs["min_persistence"]))
-    grid, density, bettis, sums = summaries.curves_and_summaries(
-        dgms, distances, int(attrs["n_nodes"]), float(attrs["max_distance"]), scfg)
-    from hpc.io import atomic_path
-    with atomic_path(path) as tmp:
-        with storage.h5_file(path) as src, h5py.File(tmp, "w") as dst:
-            for k, v in src.attrs.items():
-                dst.attrs[k] = v
-            dst.attrs["backend"], dst.attrs["max_dim"] = "dipha", max_dim
-            dst.attrs["imported_from"] = str(Path(diagram_path).resolve())
-            for name in src:
-                if name not in ("diagrams", "betti", "summary"):
-                    src.copy(src[name], dst, name=name)
-            dst["betti/distance"], dst["betti/density"] = grid, density
-            for k, (dg, b, s) in enumerate(zip(dgms, bettis, sums)):
-                dst[f"diagrams/dim_{k}"], dst[f"betti/dim_{k}"] = dg, b
-                g = dst.require_group(f"summary/dim_{k}")
-                for key, val in s.items():
-                    g.attrs[key] = val
-    return path
+def topology_hook(run_root, spec: TopologySpec, every: int, early_stop: EarlyStop | None = None,
+                  device: str = "auto", quiet: bool = True):
+    """The per-epoch hook of `train --topology-every N [--early-stop]`: the topology of every
+    N-th epoch with the user's spec (in the training process), and the stopping rule."""
+    from dnntopo import analysis
+    from hpc.comm import SerialComm
+    if every <= 0:
+        raise UserError(f"--topology-every {every}: must be positive")
+    if early_stop is not None and early_stop.dim > spec.max_dim:
+        raise UserError(f"--early-stop-dim {early_stop.dim}: the topology is computed up to "
+                        f"--max-dim {spec.max_dim}; raise --max-dim")
+
+    def hook(epoch, model, row):
+        if epoch % every:
+            return False
+        run = storage.Run(Path(run_root))
+        run_topology(SerialComm(), run, spec, TopologyOptions(epochs=(epoch,), device=device, quiet=quiet))
+        if early_stop is None or len(run.topology_epochs()) < 2:
+            return False
+        _, stop = analysis.early_stop_table(run, early_stop.dim, early_stop.axis, early_stop.epsilon)
+        if stop is not None:
+            print(f"early stop: the Betti-{early_stop.dim} peak regressed at epoch {stop}; "
+                  f"training ends after epoch {epoch}", file=sys.stderr)
+            return True
+        return False
+    return hook
+
+
+def plan(tcfg: TrainConfig, topology_epochs=(), every: int = 0) -> tuple[TrainConfig, list[int]]:
+    """The training config whose checkpoints cover the topology epochs (and every N-th epoch
+    with `every`), and the topology epochs (default: the saved ones)."""
+    topo = sorted(set(topology_epochs or tcfg.save_epochs))
+    extra = set(range(0, tcfg.epochs + 1, every)) if every > 0 else set()
+    bad = [e for e in topo if e > tcfg.epochs]
+    if bad:
+        raise UserError(f"--topology-epochs {' '.join(map(str, bad))}: beyond --epochs {tcfg.epochs}")
+    return replace(tcfg, save_epochs=sorted(set(tcfg.save_epochs) | set(topo) | extra)), topo
+
+
+def train_run(comm, tcfg: TrainConfig, spec: TopologySpec | None = None, every: int = 0,
+              early_stop: EarlyStop | None = None, resume: bool = False, quiet: bool = False) -> storage.Run:
+    """Train on rank 0 (with the topology hook every `every` epochs); every rank gets the run."""
+    tcfg, _ = plan(tcfg, (), every)
+    hook = None
+    if every:
+        hook = topology_hook(storage.run_path(tcfg.run_dir, tcfg.net, tcfg.dataset, tcfg.trial),
+                             spec or TopologySpec(), every, early_stop, tcfg.device)
+    elif early_stop is not None:
+        raise UserError("--early-stop needs --topology-every N")
+    root = None
+    if comm.Get_rank() == 0:  # training is one process: under mpiexec/srun, rank 0 trains
+        root = train(tcfg, resume=resume, quiet=quiet, on_epoch=hook).root
+    quiet_barrier(comm)
+    return storage.Run(Path(comm.bcast(str(root) if root else None, root=0)))
+
+
+def main_job(comm, tcfg: TrainConfig, spec: TopologySpec, opts: TopologyOptions, every: int = 0,
+             early_stop: EarlyStop | None = None, resume: bool = False) -> tuple[storage.Run, list]:
+    """Train, the topology of the requested epochs, then the plots (rank 0); return the run
+    and the plots made."""
+    tcfg, epochs = plan(tcfg, opts.epochs, every)
+    run = train_run(comm, tcfg, spec, every, early_stop, resume, opts.quiet)
+    run_topology(comm, run, spec, replace(opts, epochs=tuple(epochs)))
+    made = []
+    if comm.Get_rank() == 0:
+        from dnntopo import plots
+        made = plots.plot_run(run, epochs, range(spec.max_dim + 1))
+    return run, made

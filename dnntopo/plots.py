@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 
 from dnntopo import storage  # noqa: E402
 from dnntopo.errors import UserError  # noqa: E402
+from dnntopo.spec import check_epochs  # noqa: E402
 
 
 def _smooth(y: np.ndarray, width: int) -> np.ndarray:
@@ -32,8 +33,10 @@ def save_figure(fig, out):
     return out
 
 
-def betti_curves(run: storage.Run, epochs: list, dim: int, out, smooth: int = 0):
+def betti_curves(run: storage.Run, epochs: list, dim: int, out, smooth: int = 0,
+                 allow_mixed: bool = False):
     """Betti curves (cavities per node) of `dim` for the epochs, against distance and density."""
+    check_epochs(run, epochs, allow_mixed)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     cmap = plt.get_cmap("viridis")
     last = None
@@ -84,13 +87,16 @@ def diagram(run: storage.Run, epoch: int, out, dims=None):
     return save_figure(fig, out)
 
 
-def summaries_vs_epoch(run: storage.Run, out, dims=None):
-    """Life, midlife and Betti max against epoch, each beside test accuracy."""
-    epochs = run.topology_epochs()
+def summaries_vs_epoch(run: storage.Run, out, dims=None, epochs=None, allow_mixed: bool = False):
+    """Life, midlife and Betti max against epoch, each beside test accuracy (the dimensions
+    every epoch has)."""
+    epochs = epochs or run.topology_epochs()
     if not epochs:
         raise UserError(f"no epoch files in {run.topology}; run `dnntopo topology` first")
+    check_epochs(run, epochs, allow_mixed)
     eps = [storage.read_epoch(run.epoch_file(e)) for e in epochs]
-    dims = sorted(dims if dims is not None else eps[0]["summary"])
+    common = set.intersection(*(set(ep["summary"]) for ep in eps))
+    dims = sorted(common if dims is None else set(dims) & common)
     acc = {r["epoch"]: r["acc_test"] for r in storage.read_stats(run)}
     keys = [("life", "life"), ("midlife", "midlife"), ("betti_max", "Betti max / node")]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -109,3 +115,12 @@ def summaries_vs_epoch(run: storage.Run, out, dims=None):
     fig.suptitle(f"{a['net']} on {a['dataset']}, trial {a['trial']}: summaries against epoch")
     fig.tight_layout()
     return save_figure(fig, out)
+
+
+def plot_run(run: storage.Run, epochs: list, dims) -> list:
+    """The main job's figures: Betti curves per dimension, the last epoch's diagram, summaries."""
+    epochs = sorted(epochs)
+    made = [betti_curves(run, epochs, d, run.plots / f"betti_dim{d}.png") for d in dims]
+    made.append(diagram(run, epochs[-1], run.plots / f"diagram_epoch{epochs[-1]:04d}.png"))
+    made.append(summaries_vs_epoch(run, run.plots / "summaries.png", epochs=epochs))
+    return made

@@ -8,14 +8,19 @@ import math
 
 from dnntopo import storage
 from dnntopo.errors import UserError
+from dnntopo.spec import check_epochs
 from dnntopo.summaries import SUMMARY_KEYS
 
 
-def rows(run: storage.Run) -> list[dict]:
-    """One dict per computed epoch: epoch, accuracies, and `<key>_<dim>` for each summary."""
+def rows(run: storage.Run, allow_mixed: bool = False) -> list[dict]:
+    """One dict per computed epoch: epoch, accuracies, and `<key>_<dim>` for each summary.
+
+    Epochs computed with different topology specs are refused unless `allow_mixed`."""
     stats = {r["epoch"]: r for r in storage.read_stats(run)}
     out = []
-    for e in run.topology_epochs():
+    epochs = run.topology_epochs()
+    check_epochs(run, epochs, allow_mixed)
+    for e in epochs:
         ep = storage.read_epoch(run.epoch_file(e))
         r = {"epoch": e, "acc_train": stats.get(e, {}).get("acc_train", math.nan),
              "acc_test": stats.get(e, {}).get("acc_test", math.nan), "n_nodes": ep["attrs"]["n_nodes"]}

@@ -113,10 +113,14 @@ def h5_file(path, mode="r"):
         return h5py.File(path, mode)
     except OSError as exc:
         msg = str(exc)
-        if "lock" in msg.lower():
+        if "unable to lock file" in msg.lower() or "file locking" in msg.lower():
             raise UserError(f"cannot open {path}: HDF5 file locking failed ({msg}); on a shared "
                             f"filesystem set HDF5_USE_FILE_LOCKING=FALSE") from None
-        raise UserError(f"cannot open {path}: {msg}; remove it and recompute the epoch "
+        if not Path(path).exists() and mode == "r":
+            raise UserError(f"{path} does not exist") from None
+        why = "truncated or not an HDF5 file" if "signature" in msg or "truncated" in msg or \
+            "superblock" in msg or "sblock" in msg else msg
+        raise UserError(f"cannot open {path}: {why}; remove it and recompute the epoch "
                         f"(dnntopo topology ... --force)") from None
 
 
@@ -124,7 +128,8 @@ def write_epoch_file(path, attrs: dict, arrays: dict, group_attrs: dict | None =
                      before_close=None):
     """Write one epoch file atomically: root `attrs`, datasets `arrays` by path, group attributes.
 
-    `before_close()` runs with everything written but the file not yet renamed (a test hook).
+    The one writer of epoch files. `before_close()` runs with everything written but the file
+    not yet renamed (a test hook). Stale temporaries of this file are removed first.
     """
     path = Path(path)
     clean_stale(path)
@@ -140,6 +145,35 @@ def write_epoch_file(path, attrs: dict, arrays: dict, group_attrs: dict | None =
                     g.attrs[k] = v
             if before_close is not None:
                 before_close()
+
+
+def epoch_contents(attrs: dict, node_layer, graph_attrs: dict, edges, diagrams, grid, density,
+                   bettis, summaries, dense=None, activations=None):
+    """(attrs, arrays, group attributes) of an epoch file, in the storage contract's layout."""
+    arrays = {"graph/edges/i": edges[0], "graph/edges/j": edges[1], "graph/edges/distance": edges[2],
+              "graph/layer": node_layer, "betti/distance": grid, "betti/density": density}
+    if dense is not None:
+        arrays["graph/distance"] = dense
+    if activations is not None:
+        arrays["activations"] = activations
+    for k, (dg, b) in enumerate(zip(diagrams, bettis)):
+        arrays[f"diagrams/dim_{k}"] = dg
+        arrays[f"betti/dim_{k}"] = b
+    gattrs = {"graph": dict(graph_attrs)}
+    gattrs.update({f"summary/dim_{k}": s for k, s in enumerate(summaries)})
+    return dict(attrs, version=__version__), arrays, gattrs
+
+
+def inspect_epoch(path) -> tuple[dict, set]:
+    """(root attributes, every group and dataset path) of an epoch file; unreadable -> UserError."""
+    with h5_file(path) as f:
+        keys = []
+        try:
+            f.visit(keys.append)
+            attrs = {k: _py(v) for k, v in f.attrs.items()}
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise UserError(f"cannot read {path}: {exc}; remove it and recompute the epoch") from None
+    return attrs, set(keys)
 
 
 def read_attrs(path) -> dict:
@@ -189,7 +223,11 @@ def read_epoch(path, edges: bool = False) -> dict:
                 e = f["graph/edges"]
                 out["edges"] = (e["i"][()], e["j"][()], e["distance"][()])
                 out["layer"] = f["graph/layer"][()]
-        except KeyError as exc:
+                out["graph_attrs"] = {k: _py(v) for k, v in f["graph"].attrs.items()}
+                for key in ("graph/distance", "activations"):
+                    if key in f:
+                        out[key] = f[key][()]
+        except (KeyError, OSError) as exc:
             raise UserError(f"{path} lacks {exc}; it was not written by this version of dnntopo, "
                             f"recompute it with --force") from None
     return out

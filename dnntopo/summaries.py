@@ -8,28 +8,11 @@ such grid point), and the area under the Betti curve (trapezoids over distance).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from dnntopo.errors import UserError
 from dnntopo.graph import edge_density
 
 SUMMARY_KEYS = ("life", "midlife", "betti_max", "distance_at_max", "density_at_max", "area")
-
-
-@dataclass
-class SummaryConfig:
-    """The grid of the Betti curves and the persistence floor of the summaries."""
-    grid_points: int = 121
-    min_persistence: float = 0.02
-
-    def validate(self):
-        if self.grid_points < 2:
-            raise UserError("--grid-points must be at least 2")
-        if self.min_persistence < 0:
-            raise UserError("--min-persistence must be 0 or more")
-        return self
 
 
 def distance_grid(max_distance: float, points: int) -> np.ndarray:
@@ -62,11 +45,11 @@ def summarize(diagram: np.ndarray, grid: np.ndarray, betti: np.ndarray, density:
     }
 
 
-def curves_and_summaries(diagrams: list, distances: np.ndarray, n_nodes: int,
-                         max_distance: float, cfg: SummaryConfig):
-    """Grid, density, Betti curve per dimension, and summary per dimension."""
-    grid = distance_grid(max_distance, cfg.grid_points)
+def curves_and_summaries(diagrams: list, distances: np.ndarray, n_nodes: int, spec):
+    """Grid, density, Betti curve per dimension, and summary per dimension, with the grid,
+    threshold and persistence floor of the topology spec."""
+    grid = distance_grid(spec.max_distance, spec.grid_points)
     density = edge_density(distances, n_nodes, grid.astype(np.float32))
     bettis = [betti_curve(dg, grid) for dg in diagrams]
-    sums = [summarize(dg, grid, b, density, cfg.min_persistence) for dg, b in zip(diagrams, bettis)]
+    sums = [summarize(dg, grid, b, density, spec.min_persistence) for dg, b in zip(diagrams, bettis)]
     return grid, density, bettis, sums

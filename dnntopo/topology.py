@@ -5,12 +5,13 @@ persistent homology of the flag filtration is unchanged). Isolated vertices are 
 directly (an essential class of dimension 0 each) and the rest is split into connected
 components, packed into batches whose simplex index fits the backend, and relabelled
 compactly, so the index never counts vertices that play no part.
+
+The engines sit behind one small interface, `Backend`, chosen by name with `backend(spec)`:
+giotto-ph and ripser.py in this process, DIPHA through `dnntopo.dipha.backend`.
 """
 from __future__ import annotations
 
-import os
 import time
-from dataclasses import dataclass
 from math import comb
 
 import numpy as np
@@ -20,7 +21,6 @@ from scipy.sparse.csgraph import connected_components
 from dnntopo.errors import UserError
 from hpc.comm import usable_cores
 
-BACKENDS = ("giotto", "ripser", "dipha")
 #: Largest simplex index of giotto-ph and ripser.py (64-bit index less the coefficient bits).
 MAX_SIMPLEX_INDEX = 2 ** 55 - 1
 #: `--collapse auto` collapses when the reduction reaches dimension >= 2 and the graph has at
@@ -30,49 +30,46 @@ AUTO_COLLAPSE_MIN_EDGES = 5000
 COLLAPSE_MIN_GAIN = 0.05
 
 
-@dataclass
-class PHConfig:
-    """Dimensions, threshold and engine of the persistent homology step."""
-    max_dim: int = 2
-    max_distance: float = 0.6
-    backend: str = "giotto"
-    collapse: str = "auto"
-    n_threads: int = 0     # 0: every core this process may use
-    dipha: str = ""        # DIPHA binary for backend dipha (default $DIPHA)
-    dipha_launch: str = "auto"
-    dipha_procs: int = 0   # 0: as many as ranks
-    dipha_timeout: float = 3600.0
+class Backend:
+    """A persistent-homology engine, chosen by name (`backend(spec)`).
 
-    def validate(self):
-        if self.max_dim < 0:
-            raise UserError("--max-dim must be 0 or more")
-        if self.backend not in BACKENDS:
-            raise UserError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
-        if self.collapse not in ("auto", "on", "off"):
-            raise UserError("--collapse must be auto, on or off")
-        if not 0 < self.max_distance <= 1:
-            raise UserError(f"--max-distance {self.max_distance}: must lie in (0, 1]")
-        if self.backend == "dipha":
-            import shutil
-            self.dipha = self.dipha or os.environ.get("DIPHA", "")
-            if not self.dipha:
-                raise UserError("--backend dipha needs the DIPHA binary: --dipha PATH or $DIPHA "
-                                "(dnntopo-dipha is a drop-in)")
-            found = shutil.which(self.dipha)
-            if not found:
-                raise UserError(f"--dipha {self.dipha}: not an executable file")
-            self.dipha = found
-            if self.dipha_launch not in ("auto", "spawn", "mpiexec"):
-                raise UserError("--dipha-launch must be auto, spawn or mpiexec")
-        if self.backend == "ripser":
+    `diagrams` is called collectively by every rank with the functional graph (every rank holds
+    its rows' edges, rank 0 all of them) and returns the diagrams of dimensions 0..max_dim in
+    distance units on rank 0 (None elsewhere). `scratch` is a path whose folder the backend may
+    use for hidden temporary files; `info` collects sizes and timings; `progress(text)` hears
+    the steps."""
+    name = ""
+
+    def diagrams(self, comm, graph, spec, scratch, info: dict, progress=None):
+        raise NotImplementedError
+
+
+class InProcess(Backend):
+    """giotto-ph or ripser.py on rank 0, after the exact edge collapse; other ranks go on to
+    wait (in the pipeline's sleeping barrier)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        if name == "ripser":
             try:
                 import ripser  # noqa: F401
             except ImportError:
                 raise UserError("--backend ripser needs ripser.py: pip install ripser") from None
-        return self
 
-    def threads(self) -> int:
-        return self.n_threads if self.n_threads > 0 else usable_cores()
+    def diagrams(self, comm, graph, spec, scratch, info: dict, progress=None):
+        if comm.Get_rank() != 0:
+            return None
+        e = graph.edges
+        return persistence(graph.n, e.i, e.j, e.distance, spec.max_dim, engine=self.name,
+                           collapse=spec.collapse, threads=spec.threads, info=info, progress=progress)
+
+
+def backend(spec) -> Backend:
+    """The engine of `spec.backend`, checked before any heavy work (module, binary)."""
+    if spec.backend == "dipha":
+        from dnntopo.dipha.backend import DiphaBackend
+        return DiphaBackend(spec)
+    return InProcess(spec.backend)
 
 
 def max_vertices(max_dim: int) -> int:
@@ -88,13 +85,13 @@ def max_vertices(max_dim: int) -> int:
     return lo
 
 
-def use_collapse(cfg: PHConfig, n_edges: int) -> bool:
-    if cfg.collapse == "auto":
-        return cfg.max_dim >= 2 and n_edges >= AUTO_COLLAPSE_MIN_EDGES
-    return cfg.collapse == "on"
+def use_collapse(collapse: str, max_dim: int, n_edges: int) -> bool:
+    if collapse == "auto":
+        return max_dim >= 2 and n_edges >= AUTO_COLLAPSE_MIN_EDGES
+    return collapse == "on"
 
 
-def collapse(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray):
+def edge_collapse(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, progress=None):
     """Edge-collapse the flag filtration of the graph (GUDHI) until no edge goes; same PH."""
     import gudhi
     # label vertices by ascending degree: GUDHI's collapser runs about 7% faster on the LeNet
@@ -109,8 +106,12 @@ def collapse(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray):
     st.insert_batch(np.vstack([np.minimum(ri, rj), np.maximum(ri, rj)]).astype(np.int32),
                     np.asarray(d, dtype=np.float64))
     before = st.num_simplices()
+    passes = 0
     while True:  # iterate while an iteration still removes a noticeable share of the edges
+        if progress is not None:
+            progress(f"collapse pass {passes + 1}: {before - n} edges")
         st.collapse_edges(nb_iterations=1)
+        passes += 1
         now = st.num_simplices()
         if before - now <= COLLAPSE_MIN_GAIN * before:
             break
@@ -154,17 +155,20 @@ def _batches(labels: np.ndarray, sizes: np.ndarray, limit: int, max_dim: int):
         yield batch
 
 
-def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, cfg: PHConfig,
-                info: dict | None = None) -> list[np.ndarray]:
+def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: int, *,
+                engine: str = "giotto", collapse: str = "auto", threads: int = 0,
+                info: dict | None = None, progress=None) -> list[np.ndarray]:
     """Diagrams of dimensions 0..max_dim (float64 (m, 2), birth and death; inf when essential).
 
     `i < j` index the n vertices; `d` are the edge filtration values. Rows are sorted by
-    (birth, death). Timing and sizes are added to `info` when given.
+    (birth, death). `engine` is giotto or ripser; `collapse` auto, on or off; `threads` 0 for
+    every usable core. Timing and sizes are added to `info`; `progress(text)` hears the steps.
     """
     info = {} if info is None else info
     i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
     d = np.asarray(d, dtype=np.float32)
-    dgms = [[] for _ in range(cfg.max_dim + 1)]
+    threads = threads if threads > 0 else usable_cores()
+    dgms = [[] for _ in range(max_dim + 1)]
     used = np.zeros(n, dtype=bool)
     used[i], used[j] = True, True
     n_isolated = int(n - used.sum())
@@ -180,12 +184,14 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, cfg: PHConf
         n_comp, labels = connected_components(adj, directed=False)
         sizes = np.bincount(labels, minlength=n_comp)
         info.update(n_components=int(n_comp))
-        batches = list(_batches(labels, sizes, max_vertices(cfg.max_dim), cfg.max_dim))
+        batches = list(_batches(labels, sizes, max_vertices(max_dim), max_dim))
         t0 = time.perf_counter()
-        if use_collapse(cfg, ci.size):
-            ci, cj, d = collapse(m, ci, cj, d)
+        if use_collapse(collapse, max_dim, ci.size):
+            ci, cj, d = edge_collapse(m, ci, cj, d, progress=progress)
         info.update(collapsed_edges=int(ci.size), seconds_collapse=time.perf_counter() - t0)
         t0 = time.perf_counter()
+        if progress is not None:
+            progress(f"reduction ({engine}, dims 0-{max_dim}, {ci.size} edges)")
         for batch in batches:
             if len(batch) == n_comp:
                 size, vi, vj, vd = m, ci, cj, d
@@ -194,8 +200,7 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, cfg: PHConf
                 local = np.cumsum(inb) - 1
                 keep = inb[ci]
                 size, vi, vj, vd = int(inb.sum()), local[ci[keep]], local[cj[keep]], d[keep]
-            for k, dg in enumerate(_backend_call(cfg.backend, size, vi, vj, vd,
-                                                 cfg.max_dim, cfg.threads())):
+            for k, dg in enumerate(_backend_call(engine, size, vi, vj, vd, max_dim, threads)):
                 dgms[k].append(dg)
         info.update(seconds_reduction=time.perf_counter() - t0)
     out = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,34 +17,53 @@ from tqdm import tqdm
 
 from dnntopo import data, models, storage
 from dnntopo.errors import UserError
+from dnntopo.params import param
 from hpc.io import atomic_path
+
+
+#: Checkpointed epochs when --save-epochs is not given (those within --epochs, and the last).
+DEFAULT_SAVE_EPOCHS = (0, 1, 5, 10, 20, 30, 40, 50)
+
+
+def default_save_epochs(epochs: int) -> list[int]:
+    return sorted({e for e in DEFAULT_SAVE_EPOCHS if e <= epochs} | {epochs})
 
 
 @dataclass
 class TrainConfig:
     """Every parameter of a training run (written to config.json)."""
-    net: str = "lenet"
-    dataset: str = "fashion_mnist"
-    data_root: str | None = None
-    trial: int = 0
-    epochs: int = 50
-    lr: float = 0.0005
-    batch_size: int = 128
-    save_epochs: list = field(default_factory=lambda: [0, 1, 5, 10, 20, 30, 40, 50])
-    permute_labels: float = 0.0
-    binarize_labels: int | None = None
-    subset: float = 1.0
-    seed: int = 0
-    augment: bool = False
-    device: str = "auto"
-    run_dir: str = "runs"
+    net: str = param("lenet", "architecture", type=str, group="training")
+    dataset: str = param("fashion_mnist", "dataset", type=str, group="training")
+    data_root: str | None = param(None, "folder of the dataset's standard files (default: per dataset, "
+                                        "/usr/share/datasets/fashion-mnist for fashion_mnist)",
+                                  type=str, group="training")
+    trial: int = param(0, "trial number (run folder trial_<k>)", type=int, group="training")
+    epochs: int = param(50, "epochs to train", type=int, group="training")
+    lr: float = param(0.0005, "learning rate", type=float, group="training")
+    batch_size: int = param(128, "training batch size", type=int, group="training")
+    save_epochs: list | None = param(None, "epochs to checkpoint, 0 = untrained (default 0 1 5 10 20 "
+                                           "30 40 50 within --epochs, and the last)", type=int,
+                                     nargs="+", group="training")
+    permute_labels: float = param(0.0, "fraction of training labels permuted", type=float, group="training")
+    binarize_labels: int | None = param(None, "class C against the rest, balanced", type=int,
+                                        group="training")
+    subset: float = param(1.0, "fraction of the training set used", type=float, group="training")
+    seed: int = param(0, "random seed", type=int, group="training")
+    augment: bool = param(False, "random crop and flip while training", type=bool, group="training")
+    device: str = param("auto", "auto (CUDA when present), cpu or cuda[:k]", type=str, group="training")
+    run_dir: str = param("runs", "folder of all runs", type=str, group="training")
     patience: int = 3
+
+    def __post_init__(self):
+        if self.save_epochs is None:
+            self.save_epochs = default_save_epochs(self.epochs)
+        self.save_epochs = sorted({int(e) for e in self.save_epochs})
 
     def validate(self):
         if self.epochs < 0:
             raise UserError("--epochs must be 0 or more")
-        if self.lr <= 0:
-            raise UserError("--lr must be positive")
+        if not (self.lr > 0 and self.lr < float("inf")):
+            raise UserError(f"--lr {self.lr}: must be a positive finite number")
         if self.batch_size <= 0:
             raise UserError("--batch-size must be positive")
         if not 0 <= self.permute_labels <= 1:

@@ -14,18 +14,24 @@ _LAUNCH_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK", "MP
                 "HYDRA_CONTROL_FD")
 
 
+#: Set (to anything but empty or 0) to run as one rank even under an MPI launcher.
+NO_MPI_VAR = "HPC_NO_MPI"
+
+
 def is_mpi_launch() -> bool:
-    """True when this process was started by an MPI launcher (mpiexec, srun --mpi, -m mpi4py)."""
-    if os.environ.get("DNNTOPO_NO_MPI"):
+    """True when this process was started by an MPI launcher (mpiexec, srun --mpi, -m mpi4py)
+    and $HPC_NO_MPI does not ask for one rank."""
+    if os.environ.get(NO_MPI_VAR, "") not in ("", "0"):
         return False
     if any(v in os.environ for v in _LAUNCH_VARS):
         return True
     return "mpi4py" in sys.modules and "mpi4py.MPI" in sys.modules
 
 
-def get_comm():
-    """COMM_WORLD under an MPI launcher (mpi4py required then), else the one-rank stand-in."""
-    if is_mpi_launch():
+def get_comm(serial: bool = False):
+    """COMM_WORLD under an MPI launcher (mpi4py required then), else (or with `serial`) the
+    one-rank stand-in."""
+    if not serial and is_mpi_launch():
         try:
             from mpi4py import MPI
         except ImportError as exc:  # pragma: no cover - depends on the site

@@ -31,8 +31,25 @@ class Edges:
     distance: np.ndarray   # float32
     n: int
     dense: np.ndarray | None = None  # full distance matrix (float32), only when asked
-    local: tuple | None = None       # (i, j, distance) of this rank's rows, when asked
-    row_bounds: np.ndarray | None = None  # first row of each rank's range, then n
+
+    def __len__(self):
+        return int(self.i.size)
+
+
+@dataclass
+class RowEdges:
+    """One rank's share of the edges: those whose row i lies in its contiguous range.
+
+    `row_bounds` holds the first row of every rank's range, then n (for collective writes
+    of the rows, such as `hpc.mpiio.write_rows`); `dense_rows` the rows of the full matrix
+    when asked.
+    """
+    i: np.ndarray
+    j: np.ndarray
+    distance: np.ndarray
+    n: int
+    row_bounds: np.ndarray
+    dense_rows: np.ndarray | None = None
 
     def __len__(self):
         return int(self.i.size)
@@ -140,17 +157,16 @@ class _TorchProduct:
         return d.cpu().numpy()
 
 
-def correlation_edges(comm, x_local: np.ndarray, threshold: float, *, sample_block: int,
-                      device: str = "cpu", dense: bool = False, root: int = 0,
-                      threads: int = 0, keep_local: bool = False, progress=None) -> Edges | None:
-    """Edges with distance 1 - |corr| <= threshold between the columns of the sharded samples.
+def correlation_rows(comm, x_local: np.ndarray, threshold: float, *, sample_block: int,
+                     device: str = "cpu", dense: bool = False, threads: int = 0,
+                     progress=None) -> RowEdges:
+    """This rank's edges (distance 1 - |corr| <= threshold) between the columns of the sharded
+    samples: the rows of the row blocks it owns (balanced by cost).
 
     `x_local` (float32, samples x variables) is overwritten with its standardized values.
-    The result (and, with `dense`, the full float32 distance matrix) is returned on `root`;
-    other ranks get None. `progress(k)` is called with the number of row blocks done.
-    `threads` (0: the cores this process may use) compute the tiles of each block.
-    With `keep_local` every rank gets an Edges whose `local` holds its own rows' edges and
-    `row_bounds` the contiguous row range of every rank (for collective writes).
+    `progress(k)` is called with the number of row blocks done; `threads` (0: the cores this
+    process may use) compute the tiles of each block. With `dense`, the rank's rows of the full
+    float32 distance matrix come too.
     """
     if x_local.dtype != np.float32:
         raise TypeError("x_local must be float32")
@@ -162,7 +178,8 @@ def correlation_edges(comm, x_local: np.ndarray, threshold: float, *, sample_blo
     bounds = block_bounds(n, row_block_size(n))
     starts, stops = bounds[:-1], bounds[1:]
     costs = (stops - starts) * (n - starts)
-    lo, hi = split_blocks_by_cost(costs, comm.Get_size(), comm.Get_rank())
+    size = comm.Get_size()
+    lo, hi = split_blocks_by_cost(costs, size, comm.Get_rank())
     ii, jj, dd, rows = [], [], [], []
     with threadpool_limits(1, user_api="blas"):
         prod = _NumpyProduct(z, threads) if device == "cpu" else _TorchProduct(z, device)
@@ -177,23 +194,33 @@ def correlation_edges(comm, x_local: np.ndarray, threshold: float, *, sample_blo
             if progress is not None:
                 progress(1)
     cat = (lambda parts, dt: np.concatenate(parts) if parts else np.empty(0, dt))
-    i = gather_rows(comm, cat(ii, np.int32), root)
-    j = gather_rows(comm, cat(jj, np.int32), root)
-    v = gather_rows(comm, cat(dd, np.float32), root)
-    dmat = None
-    if dense:
-        dmat = gather_rows(comm, np.concatenate(rows) if rows else np.empty((0, n), np.float32),
-                           root)
-        if dmat is not None:
-            np.fill_diagonal(dmat, 0)
-    extra = {}
-    if keep_local:
-        size = comm.Get_size()
-        firsts = [split_blocks_by_cost(costs, size, r)[0] for r in range(size)]
-        extra = dict(local=(cat(ii, np.int32), cat(jj, np.int32), cat(dd, np.float32)),
-                     row_bounds=np.array([int(bounds[f]) for f in firsts] + [n], dtype=np.int64))
-    if comm.Get_rank() != root:
-        return Edges(np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.float32), n,
-                     **extra) if keep_local else None
-    return Edges(i, j, v, n, dmat, **extra)
+    firsts = [split_blocks_by_cost(costs, size, r)[0] for r in range(size)]
+    row_bounds = np.array([int(bounds[f]) for f in firsts] + [n], dtype=np.int64)
+    dense_rows = (np.concatenate(rows) if rows else np.empty((0, n), np.float32)) if dense else None
+    return RowEdges(cat(ii, np.int32), cat(jj, np.int32), cat(dd, np.float32), n, row_bounds,
+                    dense_rows)
 
+
+def gather_edges(comm, rows: RowEdges, root: int = 0) -> Edges | None:
+    """Every rank's RowEdges concatenated in row order on `root` (None elsewhere).
+
+    With one rank the arrays are not copied."""
+    i = gather_rows(comm, rows.i, root)
+    j = gather_rows(comm, rows.j, root)
+    v = gather_rows(comm, rows.distance, root)
+    dmat = gather_rows(comm, rows.dense_rows, root) if rows.dense_rows is not None else None
+    if comm.Get_rank() != root:
+        return None
+    if dmat is not None:
+        np.fill_diagonal(dmat, 0)
+    return Edges(i, j, v, rows.n, dmat)
+
+
+def correlation_edges(comm, x_local: np.ndarray, threshold: float, *, sample_block: int,
+                      device: str = "cpu", dense: bool = False, root: int = 0,
+                      threads: int = 0, progress=None) -> Edges | None:
+    """`correlation_rows` gathered on `root`: all edges there (and, with `dense`, the full
+    float32 distance matrix); other ranks get None."""
+    rows = correlation_rows(comm, x_local, threshold, sample_block=sample_block, device=device,
+                            dense=dense, threads=threads, progress=progress)
+    return gather_edges(comm, rows, root)

@@ -15,13 +15,21 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from hpc.collectives import quiet_barrier
 from hpc.comm import SerialComm
 
 LAUNCHER_PREFIXES = ("OMPI_", "PMIX_", "PMI_", "ORTE_", "OPAL_", "HYDRA_", "MPI_LOCAL")
 
 
 class LaunchError(RuntimeError):
-    """The external program could not be started, failed, or did not deliver in time."""
+    """The external program could not be started, failed, or did not deliver in time.
+
+    `kind` says which: "spawn-refused", "no-mpiexec", "failed", "incomplete", "timeout" or
+    "start" (the caller may translate it into its own words)."""
+
+    def __init__(self, msg: str, kind: str = "failed"):
+        super().__init__(msg)
+        self.kind = kind
 
 
 @dataclass
@@ -50,32 +58,37 @@ def clean_env() -> dict:
     return {k: v for k, v in os.environ.items() if keep(k)}
 
 
-def _wait_ready(ready, output, timeout, proc=None):
+def _wait_ready(ready, output, timeout, proc=None, progress=None):
     t0 = time.monotonic()
+    last = 0
     while True:
+        if progress is not None and int(time.monotonic() - t0) > last:
+            last = int(time.monotonic() - t0)
+            progress(last)
         if proc is not None:
             code = proc.poll()
             if code is not None:
                 if code != 0:
                     err = [ln.strip() for ln in (proc.stderr.read() or b"").decode(errors="replace").splitlines()
                            if ln.strip().strip("-")]
-                    raise LaunchError(f"exited with status {code}" + (f": {err[-1]}" if err else ""))
+                    raise LaunchError(f"exited with status {code}" + (f": {err[-1]}" if err else ""), "failed")
                 if not ready(output):
-                    raise LaunchError(f"exited without writing a complete {output}")
+                    raise LaunchError(f"exited without writing a complete {output}", "incomplete")
                 return
         elif ready(output):
             return
         if time.monotonic() - t0 > timeout:
             if proc is not None:
                 proc.kill()
-            raise LaunchError(f"no complete {output} after {timeout:g} s (timeout)")
+            raise LaunchError(f"no complete {output} after {timeout:g} s (timeout)", "timeout")
         time.sleep(0.05)
 
 
-def run_external(comm, launch: Launch, output, ready) -> str:
+def run_external(comm, launch: Launch, output, ready, progress=None) -> str:
     """Run the program collectively; return the path that ran ('spawn' or 'mpiexec').
 
-    Raises LaunchError on rank 0 (other ranks return) when it fails or times out.
+    Raises LaunchError on every rank when it fails or times out. Ranks other than 0 wait in a
+    sleeping barrier; `progress(seconds)` is called on rank 0 about once a second while waiting.
     """
     size = comm.Get_size()
     procs = launch.procs or size
@@ -86,36 +99,42 @@ def run_external(comm, launch: Launch, output, ready) -> str:
             inter = comm.Spawn(launch.command, args=[str(a) for a in launch.args], maxprocs=procs, root=0)
         except Exception as exc:  # mpi4py.MPI.Exception: spawn refused
             if mode == "spawn":
-                raise LaunchError(f"MPI_Comm_spawn of {launch.command} failed: {exc}") from None
+                raise LaunchError(f"MPI_Comm_spawn of {launch.command} failed: {exc}",
+                                  "spawn-refused") from None
         else:
             err = None
             if comm.Get_rank() == 0:
                 try:
-                    _wait_ready(ready, output, launch.timeout)
+                    _wait_ready(ready, output, launch.timeout, progress=progress)
                 except LaunchError as exc:
-                    err = str(exc)
+                    err = (str(exc), exc.kind)
+            quiet_barrier(comm)
             err = comm.bcast(err, root=0)
             inter.Free()
             if err:
-                raise LaunchError(err)
+                raise LaunchError(*err)
             return "spawn"
     elif mode == "spawn":
-        raise LaunchError("spawn needs an MPI launch (mpiexec/srun); use --dipha-launch mpiexec")
+        raise LaunchError("spawning needs an MPI launch (mpiexec or srun); use mode mpiexec",
+                          "spawn-refused")
     err = None
     if comm.Get_rank() == 0:
         exe = shutil.which(launch.mpiexec) if procs > 1 else None
         if procs > 1 and exe is None:
-            err = f"{launch.mpiexec} not found to start {procs} processes"
+            err = (f"{launch.mpiexec} not found to start {procs} processes", "no-mpiexec")
         else:
             cmd = ([exe, "-n", str(procs), *launch.mpiexec_args] if exe else []) + [launch.command] + \
                   [str(a) for a in launch.args]
             try:
                 proc = subprocess.Popen(cmd, env=clean_env(), stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE)
-                _wait_ready(ready, output, launch.timeout, proc)
-            except (OSError, LaunchError) as exc:
-                err = str(exc)
+                _wait_ready(ready, output, launch.timeout, proc, progress=progress)
+            except OSError as exc:
+                err = (str(exc), "start")
+            except LaunchError as exc:
+                err = (str(exc), exc.kind)
+    quiet_barrier(comm)
     err = comm.bcast(err, root=0)
     if err:
-        raise LaunchError(err)
+        raise LaunchError(*err)
     return "mpiexec"

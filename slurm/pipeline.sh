@@ -8,53 +8,45 @@
 #       [--config slurm/site.conf] [--partition P] [--account A] [--qos Q] [--ntasks K] \
 #       [--cpus-per-task C] [--gpus-per-task G] [--mem M] [--time-train T] [--time-topology T]
 #
-# Site values come from the config file (default $DNNTOPO_SLURM_CONFIG, else slurm/site.conf
-# when present), then from the flags. Logs go to RUN/logs/<job>_<array job>_<task>.out.
+# Site values (the flags of `dnntopo submit`: --partition, --account, --qos, --nodes, --ntasks,
+# --cpus-per-task, --gpus-per-task, --mem, --modules, --mpi, --venv, --time-train,
+# --time-topology) come from hpc.submit.Site, the one definition: its defaults, then the config
+# file (default $DNNTOPO_SLURM_CONFIG, else slurm/site.conf when present), then the flags.
+# Logs go to RUN/logs/<job>_<array job>_<task>.out.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 config="${DNNTOPO_SLURM_CONFIG:-}"
 [ -z "$config" ] && [ -f "$here/slurm/site.conf" ] && config="$here/slurm/site.conf"
-args=("$@")
-for ((k = 0; k < ${#args[@]}; k++)); do
-  [ "${args[k]}" = --config ] && config="${args[k + 1]}"
-done
-NODES=1; NTASKS=1; CPUS_PER_TASK=1; MPI=pmix; VENV="$here/.venv"; TIME_TRAIN=; TIME_TOPOLOGY=
-PARTITION=; ACCOUNT=; QOS=; GPUS_PER_TASK=; MEM=; MODULES=
-if [ -n "$config" ]; then
-  [ -f "$config" ] || { echo "pipeline.sh: --config $config: no such file" >&2; exit 2; }
-  # shellcheck disable=SC1090
-  source "$config"
-fi
 run_dir=; net=lenet; dataset=fashion_mnist; trial=0; epochs=; save=; train_args=; topo_args=
+site_flags=(); venv=
 while [ $# -gt 0 ]; do
+  [ $# -ge 2 ] || { echo "pipeline.sh: $1 needs a value" >&2; exit 2; }
   case "$1" in
     --run-dir) run_dir="$2" ;; --net) net="$2" ;; --dataset) dataset="$2" ;; --trial) trial="$2" ;;
     --epochs) epochs="$2" ;; --save-epochs) save="$2" ;; --train-args) train_args="$2" ;;
-    --topology-args) topo_args="$2" ;; --config) ;;
-    --partition) PARTITION="$2" ;; --account) ACCOUNT="$2" ;; --qos) QOS="$2" ;;
-    --nodes) NODES="$2" ;; --ntasks) NTASKS="$2" ;; --cpus-per-task) CPUS_PER_TASK="$2" ;;
-    --gpus-per-task) GPUS_PER_TASK="$2" ;; --mem) MEM="$2" ;; --mpi) MPI="$2" ;;
-    --time-train) TIME_TRAIN="$2" ;; --time-topology) TIME_TOPOLOGY="$2" ;; --venv) VENV="$2" ;;
-    *) echo "pipeline.sh: unknown option $1 (see the header of slurm/pipeline.sh)" >&2; exit 2 ;;
+    --topology-args) topo_args="$2" ;;
+    --config) config="$2" ;;
+    --venv) venv="$2"; site_flags+=("$1" "$2") ;;
+    --*) site_flags+=("$1" "$2") ;;   # site values: checked by hpc.submit (the one definition)
+    *) echo "pipeline.sh: unknown argument $1 (see the header of slurm/pipeline.sh)" >&2; exit 2 ;;
   esac
   shift 2
 done
 [ -n "$run_dir" ] && [ -n "$epochs" ] && [ -n "$save" ] || {
   echo "pipeline.sh: --run-dir, --epochs and --save-epochs are required" >&2; exit 2; }
+if [ -n "$config" ] && [ ! -f "$config" ]; then
+  echo "pipeline.sh: --config $config: no such file" >&2; exit 2
+fi
+# the Python that renders the site values: that of --venv, else the repository's .venv, else python3
+py="${DNNTOPO_PYTHON:-}"
+[ -z "$py" ] && [ -n "$venv" ] && py="$venv/bin/python"
+[ -z "$py" ] && [ -x "$here/.venv/bin/python" ] && py="$here/.venv/bin/python"
+py="${py:-python3}"
+site_sh="$(PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" "$py" -m hpc.submit shell ${config:+--config "$config"} "${site_flags[@]}")" || exit 2
+eval "$site_sh"   # sets train_site=(...), topo_site=(...), MODULES, MPI, VENV
 run_dir="$(cd "$run_dir" 2>/dev/null && pwd || { mkdir -p "$run_dir" && cd "$run_dir" && pwd; })"
 run="$run_dir/${net}_${dataset}/trial_${trial}"
 mkdir -p "$run/logs"
-
-site=()
-[ -n "$PARTITION" ] && site+=(--partition "$PARTITION")
-[ -n "$ACCOUNT" ] && site+=(--account "$ACCOUNT")
-[ -n "$QOS" ] && site+=(--qos "$QOS")
-[ -n "$MEM" ] && site+=(--mem "$MEM")
-train_site=("${site[@]}" --ntasks 1 --cpus-per-task "$CPUS_PER_TASK")
-[ -n "$GPUS_PER_TASK" ] && train_site+=(--gpus-per-task "$GPUS_PER_TASK")
-[ -n "$TIME_TRAIN" ] && train_site+=(--time "$TIME_TRAIN")
-topo_site=("${site[@]}" --nodes "$NODES" --ntasks "$NTASKS" --cpus-per-task "$CPUS_PER_TASK")
-[ -n "$TIME_TOPOLOGY" ] && topo_site+=(--time "$TIME_TOPOLOGY")
 
 export DNNTOPO_HOME="$here" DNNTOPO_VENV="$VENV" DNNTOPO_MODULES="$MODULES" DNNTOPO_MPI="$MPI"
 export DNNTOPO_RUN="$run" DNNTOPO_TOPOLOGY_ARGS="$topo_args"

@@ -29,9 +29,8 @@ def compute(path_in, path_out, upper_dim: int, benchmark: bool = False, log=sys.
     t1 = time.perf_counter()
     max_dim = max(upper_dim - 1, 0)
     top = float(d.max()) if d.size else 0.0
-    cfg = topology.PHConfig(max_dim=max_dim, max_distance=1.0)
     info = {}
-    dgms = topology.persistence(n, i, j, d.astype(np.float32), cfg, info)
+    dgms = topology.persistence(n, i, j, d.astype(np.float32), max_dim, info=info)
     dgms = [dipha.exact_values(dg, d) for dg in dgms]
     t2 = time.perf_counter()
     dims, births, deaths = dipha.to_dipha(dgms, top)
