@@ -232,9 +232,10 @@ def topology_hook(run_root, spec: TopologySpec, every: int, early_stop: EarlySto
 def plan(tcfg: TrainConfig, topology_epochs=(), every: int = 0) -> tuple[TrainConfig, list[int]]:
     """The training config whose checkpoints cover the topology epochs (and every N-th epoch
     with `every`), and the topology epochs (default: the saved ones)."""
+    tcfg.validate()
     topo = sorted(set(topology_epochs or tcfg.save_epochs))
     extra = set(range(0, tcfg.epochs + 1, every)) if every > 0 else set()
-    bad = [e for e in topo if e > tcfg.epochs]
+    bad = [e for e in topo if not 0 <= e <= tcfg.epochs]
     if bad:
         raise UserError(f"--topology-epochs {' '.join(map(str, bad))}: beyond --epochs {tcfg.epochs}")
     return replace(tcfg, save_epochs=sorted(set(tcfg.save_epochs) | set(topo) | extra)), topo

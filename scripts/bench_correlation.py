@@ -26,6 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hpc.comm import NO_MPI_VAR  # noqa: E402
+
 SAMPLES, FACTORS, GROUP = 1000, 64, 200
 
 
@@ -129,7 +131,7 @@ def main():
             cmd = me + ["--worker", str(n), "--reps", str(a.reps), "--threshold", str(a.threshold),
                         "--threads", str(threads)]
             if k == 1:
-                res = run(cmd, env={"DNNTOPO_NO_MPI": "1"})
+                res = run(cmd, env={NO_MPI_VAR: "1"})   # one rank, even under a launcher
             else:
                 mpiexec = shutil.which("mpiexec")
                 if mpiexec is None:

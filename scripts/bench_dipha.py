@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dnntopo import dipha, pipeline, storage  # noqa: E402
+from dnntopo import dipha, storage  # noqa: E402
+from dnntopo.dipha.backend import export_epoch  # noqa: E402
 
 MEASURE = ("import json, resource, subprocess, sys, time\n"
            "t = time.perf_counter(); p = subprocess.run(sys.argv[1:], capture_output=True)\n"
@@ -52,7 +53,7 @@ def main():
     a = ap.parse_args()
     run = storage.open_run(a.run)
     tmp = Path(tempfile.mkdtemp(prefix="bench_dipha_"))
-    src = pipeline.export_dipha(run, a.epoch, tmp / "graph.complex", full=False)
+    src = export_epoch(run, a.epoch, tmp / "graph.complex", full=False)
     n, _, _, d = dipha.edges_from_file(src)
     ours = shutil.which("dnntopo-dipha") or str(Path(sys.executable).parent / "dnntopo-dipha")
     mpiexec = shutil.which("mpiexec")

@@ -26,9 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dnntopo import activations, data, models, storage, summaries, topology  # noqa: E402
-from dnntopo.graph import GraphConfig, functional_graph  # noqa: E402
+from dnntopo.graph import functional_graph  # noqa: E402
+from dnntopo.spec import TopologySpec  # noqa: E402
 from dnntopo.train import TrainConfig, train  # noqa: E402
-from hpc.comm import SerialComm  # noqa: E402
+from hpc.comm import SerialComm, usable_cores  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -98,7 +99,7 @@ def main():
     ap.add_argument("--reps", type=int, default=3, help="repetitions of the fast measurements")
     ap.add_argument("--quick", action="store_true", help="skip the direct dims 0-3 call (minutes)")
     a = ap.parse_args()
-    threads = topology.PHConfig().threads()
+    threads = usable_cores()
     torch.set_num_threads(threads)
 
     if a.run is None:
@@ -114,15 +115,17 @@ def main():
     model = models.build(cfg["net"], tuple(cfg["input_shape"]), cfg["num_classes"])
     models.load_state(model, run.checkpoint(a.epoch), cfg["net"])
     layers = models.DEFAULT_LAYERS[cfg["net"]]
-    comm, acfg = SerialComm(), activations.ActivationConfig(samples=a.samples)
+    comm = SerialComm()
     t = a.max_distance
+    # the spec of the whole-epoch measurement (dims 0-2, default grid and persistence floor)
+    spec = TopologySpec(samples=a.samples, layers=tuple(layers), max_distance=t, max_dim=2)
+    cpu = torch.device("cpu")
 
     rows = []
-    sec, mem, (x, layout) = measure(lambda: activations.extract(comm, model, ds, layers, acfg,
-                                                                torch.device("cpu")), a.reps)
+    sec, mem, (x, layout) = measure(lambda: activations.extract(comm, model, ds, layers, device=cpu), a.reps)
     rows.append(("activation extraction", sec, mem, ""))
     n = layout.n_nodes
-    sec, mem, edges = measure(lambda: functional_graph(comm, x.copy(), GraphConfig(max_distance=t), 100), a.reps)
+    sec, mem, edges = measure(lambda: functional_graph(comm, x.copy(), t, 100).edges, a.reps)
     rows.append(("correlation + edges (dnntopo)", sec, mem, f"{len(edges)} edges"))
     x64 = x.T.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -138,7 +141,7 @@ def main():
     results = {}
     for dim in (2, 3):
         def ours(dim=dim):
-            return topology.persistence(n, i, j, d, topology.PHConfig(max_dim=dim, max_distance=t))
+            return topology.persistence(n, i, j, d, dim)
         reps = a.reps if dim == 2 else 1
         sec, mem, dg = measure(ours, reps)
         results[(dim, "ours")] = dg
@@ -163,10 +166,10 @@ def main():
         pass
 
     def whole_epoch():
-        xx, lay = activations.extract(comm, model, ds, layers, acfg, torch.device("cpu"))
-        e = functional_graph(comm, xx, GraphConfig(max_distance=t), 100)
-        dg = topology.persistence(lay.n_nodes, e.i, e.j, e.distance, topology.PHConfig(max_dim=2, max_distance=t))
-        return summaries.curves_and_summaries(dg, e.distance, lay.n_nodes, t, summaries.SummaryConfig())
+        xx, lay = activations.extract(comm, model, ds, list(spec.layers), max_nodes=spec.max_nodes, device=cpu)
+        e = functional_graph(comm, xx, spec.max_distance, 100).edges
+        dg = topology.persistence(lay.n_nodes, e.i, e.j, e.distance, spec.max_dim, collapse=spec.collapse)
+        return summaries.curves_and_summaries(dg, e.distance, lay.n_nodes, spec)
     sec, mem, _ = measure(whole_epoch, a.reps)
     rows.append(("whole epoch (extract + graph + PH 0-2 + summaries)", sec, mem, ""))
 
@@ -197,7 +200,7 @@ def main():
             for coll in ("off", "on"):
                 r = a.reps if not (dim == 3 and coll == "off" and thr >= 0.45) else 1
                 tt[coll] = measure(lambda: topology.persistence(
-                    n, i[keep], j[keep], d[keep], topology.PHConfig(max_dim=dim, max_distance=thr, collapse=coll)), r)[0]
+                    n, i[keep], j[keep], d[keep], dim, collapse=coll), r)[0]
             print(f"{thr:8.2f}  {dim:>4}  {int(keep.sum()):8d}  {tt['off']:7.2f}  {tt['on']:7.2f}  {tt['on'] / tt['off']:6.2f}")
 
 

@@ -19,10 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dnntopo import analysis, pipeline, report, storage  # noqa: E402
-from dnntopo.activations import ActivationConfig  # noqa: E402
-from dnntopo.graph import GraphConfig  # noqa: E402
-from dnntopo.summaries import SummaryConfig  # noqa: E402
-from dnntopo.topology import PHConfig  # noqa: E402
+from dnntopo.spec import TopologySpec  # noqa: E402
 from dnntopo.train import TrainConfig, train  # noqa: E402
 from hpc.comm import SerialComm  # noqa: E402
 
@@ -42,9 +39,9 @@ def main():
     a = ap.parse_args()
     plan = QUICK if a.quick else FULL
     t0 = time.time()
-    acfg = ActivationConfig(samples=plan["samples"])
-    gcfg, pcfg = GraphConfig(max_distance=0.6), PHConfig(max_dim=plan["max_dim"], max_distance=0.6)
-    scfg = SummaryConfig()
+    # one topology spec for every run and epoch (the analyses refuse mixed specs)
+    spec = TopologySpec(samples=plan["samples"], max_distance=0.6, max_dim=plan["max_dim"])
+    opts = pipeline.TopologyOptions(epochs=tuple(plan["topo_epochs"]), quiet=True)
     runs = []
     for trial, (permute, subset) in enumerate(plan["runs"]):
         tcfg = TrainConfig(epochs=plan["epochs"], lr=a.lr, save_epochs=plan["topo_epochs"], permute_labels=permute,
@@ -53,12 +50,12 @@ def main():
         if a.cluster:
             from dnntopo import jobs
             from hpc.submit import Scheduler
-            jobs.submit_run(tcfg, plan["topo_epochs"], acfg, gcfg, pcfg, scfg, Scheduler(None, a.cluster), wait=True)
+            jobs.submit_run(tcfg, spec, Scheduler(None, a.cluster), topology_epochs=plan["topo_epochs"],
+                            opts=opts, wait=True)
             run = storage.Run(storage.run_path(a.run_dir, tcfg.net, tcfg.dataset, trial))
         else:
             run = train(tcfg, quiet=True)
-            pipeline.run_topology(SerialComm(), run, pipeline.TopologyOptions(epochs=plan["topo_epochs"], quiet=True),
-                                  acfg, gcfg, pcfg, scfg)
+            pipeline.run_topology(SerialComm(), run, spec, opts)
         runs.append((run, permute, subset))
 
     print("\nearly stopping (Betti-1 peak density, epsilon 0.005)")
@@ -69,7 +66,7 @@ def main():
               f"{stop if stop is not None else '-'}, best test accuracy at epoch {best['epoch']}")
 
     feats = analysis.feature_rows([r.root for r, _, _ in runs])
-    rows, mae = analysis.evaluate(feats, ["life_1", "midlife_1", "betti_max_1", "density_at_max_1"])
+    rows, mae = analysis.evaluate(feats, list(analysis.DEFAULT_FEATURES))
     table = [{"run": Path(r["run"]).name, "epoch": int(r["epoch"]), "gap": r["gap"], "gap_pred": r["gap_pred"],
               "error": r["error"]} for r in rows]
     print("\ngeneralization gap predicted without a test set (leave-one-run-out)")

@@ -20,4 +20,4 @@ def test_main_job_end_to_end(tmp_path, fmnist_root):
     assert "run folder:" in p.stdout and "life_1" in p.stdout
     for name in ("betti_dim0.png", "betti_dim1.png", "diagram_epoch0001.png", "summaries.png"):
         assert (run / "plots" / name).read_bytes()[:4] == b"\x89PNG"
-    assert sorted(q.name for q in (run / "topology").iterdir()) == ["epoch_0000.h5", "epoch_0001.h5"]
+    assert sorted(q.name for q in (run / "topology").iterdir()) == ["epoch_0000.h5", "epoch_0001.h5", "spec.json"]

@@ -53,8 +53,7 @@ def test_real_activations(fmnist_root):
     model = models.build("lenet", (1, 28, 28), 10)
     torch.manual_seed(0)
     ds = activations.sample_set(data.load("fashion_mnist", fmnist_root, "test"), 400, "test")
-    x, _ = activations.extract(SerialComm(), model, ds, models.DEFAULT_LAYERS["lenet"],
-                               activations.ActivationConfig(samples=400), torch.device("cpu"))
+    x, _ = activations.extract(SerialComm(), model, ds, models.DEFAULT_LAYERS["lenet"])
     check_against_numpy(x, 0.6)
 
 

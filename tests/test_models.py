@@ -50,8 +50,10 @@ def test_hooks_collect_in_the_one_forward(fmnist_root):
     from hpc.comm import SerialComm
     model = models.build("lenet", (1, 28, 28), 10)
     ds = activations.sample_set(data.load("fashion_mnist", fmnist_root, "test"), 30, "test")
-    cfg = activations.ActivationConfig(samples=30, batch_size=7)
-    x, layout = activations.extract(SerialComm(), model, ds, models.DEFAULT_LAYERS["lenet"], cfg, torch.device("cpu"))
+    steps = []
+    x, layout = activations.extract(SerialComm(), model, ds, models.DEFAULT_LAYERS["lenet"], batch_size=7,
+                                    progress=steps.append)
+    assert len(steps) == 5      # ceil(30 / 7) batches, each reported
     assert x.shape == (30, 1820) and layout.n_nodes == 1820
     # the last 10 nodes are the log-softmax output of the same forward pass
     with torch.no_grad():
@@ -75,10 +77,8 @@ def test_grouped_activations_average_chunks():
     model = models.build("lenet_300_100", (1, 28, 28), 10)
     imgs = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
     ds = ImageSet(imgs, torch.zeros(5, dtype=torch.long), (0.5,), (0.5,), 10)
-    full, _ = activations.extract(SerialComm(), model, ds, ["fc1", "fc2", "out"],
-                                  activations.ActivationConfig(samples=5), torch.device("cpu"))
-    grouped, lay = activations.extract(SerialComm(), model, ds, ["fc1", "fc2", "out"],
-                                       activations.ActivationConfig(samples=5, max_nodes=41), torch.device("cpu"))
+    full, _ = activations.extract(SerialComm(), model, ds, ["fc1", "fc2", "out"])
+    grouped, lay = activations.extract(SerialComm(), model, ds, ["fc1", "fc2", "out"], max_nodes=41)
     assert lay.n_nodes == 41 and list(lay.units) == [300, 100, 10]
     # first node of fc1 = mean of its first chunk of units
     k = lay.units[0] // lay.nodes[0] + (lay.units[0] % lay.nodes[0] > 0)

@@ -110,7 +110,14 @@ def test_crash_while_writing_leaves_no_file(module_run):
     (["--epochs", "7"], "--epochs 7: no checkpoint"),
     (["--epochs", "1", "--max-dim", "40"], "--max-dim 40"),
     (["--epochs", "1", "--max-distance", "1.5"], "--max-distance 1.5"),
-    (["--epochs", "1", "--max-distance", "0.0001"], "no edge with distance <= 0.0001"),
+    (["--epochs", "1", "--max-distance", "0.0001", "--min-persistence", "0"], "no edge with distance <= 0.0001"),
+    (["--epochs", "1", "--max-distance", "0.01"], "--min-persistence 0.02: must lie in [0, --max-distance 0.01)"),
+    (["--epochs", "1", "--min-persistence", "nan"], "--min-persistence nan: must be a finite number"),
+    (["--epochs", "1", "1"], "--epochs 1 1: 1 given twice"),
+    (["--epochs", "1", "--layers", "fc1", "fc1"], "--layers fc1 fc1: fc1 given twice"),
+    (["--epochs", "1", "--grid-points", "100000000"], "--grid-points 100000000: must lie in 2..100000"),
+    (["--epochs", "1", "--threads", "-2"], "--threads -2: must be 0 (all cores) or more"),
+    (["--epochs", "1", "--dipha-procs", "2"], "--dipha-procs: only with --backend dipha"),
     (["--epochs", "1", "--layers", "conv9"], "--layers conv9"),
 ])
 def test_bad_input_is_one_line(module_run, args, needle):

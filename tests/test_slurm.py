@@ -116,19 +116,15 @@ def test_submit_through_submitit(slurm, tmp_path, fmnist_root):
 
 def test_python_api_and_local_cluster(trained_run, tmp_path, fmnist_root):
     from dnntopo import jobs
-    from dnntopo.activations import ActivationConfig
-    from dnntopo.graph import GraphConfig
-    from dnntopo.summaries import SummaryConfig
-    from dnntopo.topology import PHConfig
+    from dnntopo.spec import TopologySpec
     from dnntopo.train import TrainConfig
     from hpc.submit import Scheduler
     runs = tmp_path / "runs"
     copy_run(trained_run, runs / "lenet_fashion_mnist" / "trial_0")
     tcfg = TrainConfig(data_root=str(fmnist_root), epochs=2, lr=0.01, subset=0.1, save_epochs=[0, 1, 2],
                        run_dir=str(runs))
-    train_job, topo = jobs.submit_run(tcfg, [1, 2], ActivationConfig(samples=200), GraphConfig(max_distance=0.5),
-                                      PHConfig(max_dim=1, max_distance=0.5), SummaryConfig(),
-                                      Scheduler(folder=None, cluster="local"), wait=True)
+    spec = TopologySpec(samples=200, max_dim=1, max_distance=0.5)
+    train_job, topo = jobs.submit_run(tcfg, spec, Scheduler(folder=None, cluster="local"), [1, 2], wait=True)
     assert train_job is None and sorted(topo) == [1, 2]
     run = storage.Run(runs / "lenet_fashion_mnist" / "trial_0")
     ref = serial_reference(trained_run, tmp_path, ["1", "2"])

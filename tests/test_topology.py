@@ -6,7 +6,7 @@ from ripser import ripser
 
 from dnntopo import topology
 from dnntopo.errors import UserError
-from dnntopo.topology import PHConfig, persistence
+from dnntopo.topology import persistence
 
 
 def sparse_edges(dist, t):
@@ -38,7 +38,7 @@ def test_equals_ripser_py(collapse, backend):
     d = points_distance(p, 6.0)
     t = 0.45
     i, j, v = sparse_edges(d, t)
-    ours = persistence(70, i, j, v, PHConfig(max_dim=2, max_distance=t, collapse=collapse, backend=backend))
+    ours = persistence(70, i, j, v, 2, collapse=collapse, engine=backend)
     ref = ripser(sp.coo_matrix((v, (i, j)), shape=(70, 70)), maxdim=2, distance_matrix=True)["dgms"]
     assert [len(x) for x in ours] == [len(x) for x in ref]
     for a, b in zip(ours, ref):
@@ -50,7 +50,7 @@ def test_circle_has_one_long_class():
     ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
     d = points_distance(np.c_[np.cos(ang), np.sin(ang)], 2.5)   # diameter 0.8
     i, j, v = sparse_edges(d, 1.0)
-    dg = persistence(24, i, j, v, PHConfig(max_dim=1, max_distance=1.0))
+    dg = persistence(24, i, j, v, 1)
     life = dg[1][:, 1] - dg[1][:, 0]
     assert len(dg[1]) == 1 and life[0] > 0.3
     assert np.isclose(dg[1][0, 0], d[0, 1], atol=1e-6)           # born when the ring closes
@@ -62,7 +62,7 @@ def test_octahedron_has_one_cavity():
     d = points_distance(p, 2.0)          # adjacent vertices sqrt(2)/2, antipodes 1
     i, j, v = sparse_edges(d, 0.9)
     for collapse in ("on", "off"):
-        dg = persistence(6, i, j, v, PHConfig(max_dim=2, max_distance=0.9, collapse=collapse))
+        dg = persistence(6, i, j, v, 2, collapse=collapse)
         assert len(dg[1]) == 0 and len(dg[2]) == 1
         assert np.isclose(dg[2][0, 0], np.sqrt(2) / 2, atol=1e-6) and np.isinf(dg[2][0, 1])
 
@@ -73,7 +73,7 @@ def test_two_clusters_and_isolated_vertices():
     d = points_distance(p, 1.0)
     i, j, v = sparse_edges(d, 0.6)
     info = {}
-    dg = persistence(22, i, j, v, PHConfig(max_dim=1, max_distance=0.6), info)
+    dg = persistence(22, i, j, v, 1, info=info)
     ess = dg[0][np.isinf(dg[0][:, 1])]
     assert len(ess) == 4 and np.all(ess[:, 0] == 0)  # two clusters + two isolated vertices
     assert info["n_isolated"] == 2 and info["n_components"] == 2
@@ -87,9 +87,9 @@ def test_components_are_split_when_the_index_overflows(monkeypatch):
     p = np.vstack([rng.normal(0, 1, (12, 3)), rng.normal(100, 1, (12, 3))])
     d = points_distance(p, 12.0)
     i, j, v = sparse_edges(d, 0.6)
-    whole = persistence(24, i, j, v, PHConfig(max_dim=2, max_distance=0.6, collapse="off"))
+    whole = persistence(24, i, j, v, 2, collapse="off")
     monkeypatch.setattr(topology, "MAX_SIMPLEX_INDEX", topology.comb(12, 4))
-    parts = persistence(24, i, j, v, PHConfig(max_dim=2, max_distance=0.6, collapse="off"))
+    parts = persistence(24, i, j, v, 2, collapse="off")
     for a, b in zip(whole, parts):
         assert same_diagram(a, b)
 
@@ -99,14 +99,26 @@ def test_index_limit_is_refused():
     i, j = np.triu_indices(n, 1)
     keep = (j - i) < 3
     with pytest.raises(UserError, match=r"--max-dim 5: .* at most \d+ vertices"):
-        persistence(n, i[keep], j[keep], np.full(keep.sum(), 0.1, np.float32),
-                    PHConfig(max_dim=5, max_distance=0.6))
+        persistence(n, i[keep], j[keep], np.full(keep.sum(), 0.1, np.float32), 5)
     assert topology.comb(topology.max_vertices(2), 4) <= topology.MAX_SIMPLEX_INDEX
     assert topology.comb(topology.max_vertices(2) + 1, 4) > topology.MAX_SIMPLEX_INDEX
 
 
-def test_bad_parameters():
-    with pytest.raises(UserError, match="--max-distance 1.5"):
-        PHConfig(max_distance=1.5).validate()
-    with pytest.raises(UserError, match="--backend 'nope'"):
-        PHConfig(backend="nope").validate()
+def test_backends_by_name(monkeypatch, tmp_path):
+    from dnntopo.spec import TopologySpec
+    assert topology.backend(TopologySpec()).name == "giotto"
+    assert topology.backend(TopologySpec(backend="ripser")).name == "ripser"
+    monkeypatch.delenv("DIPHA", raising=False)
+    with pytest.raises(UserError, match="--backend dipha needs the DIPHA binary"):
+        topology.backend(TopologySpec(backend="dipha"))
+    with pytest.raises(UserError, match=f"--dipha {tmp_path}/none: not an executable"):
+        topology.backend(TopologySpec(backend="dipha", dipha=str(tmp_path / "none")))
+
+
+def test_progress_hears_collapse_and_reduction():
+    rng = np.random.default_rng(4)
+    d = points_distance(rng.standard_normal((70, 4)), 6.0)
+    i, j, v = sparse_edges(d, 0.45)
+    heard = []
+    persistence(70, i, j, v, 2, collapse="on", progress=heard.append)
+    assert heard[0].startswith("collapse pass 1: ") and heard[-1].startswith("reduction (giotto, dims 0-2")
