@@ -102,6 +102,32 @@ def test_commands_on_real_runs(module_run, tmp_path):
     assert p.returncode == 2 and "at least two runs" in p.stderr
 
 
+def test_analyses_refuse_mixed_specs(module_run, tmp_path):
+    """Epochs of different specs are never combined silently (regression: the proposed stop
+    moved when one epoch had been recomputed with other --samples)."""
+    run = module_run
+    dnntopo("-q", "topology", "--run", run, "--epochs", "0", "1", "2", "--samples", "300", "--max-dim", "1",
+            check=True)
+    dnntopo("-q", "topology", "--run", run, "--epochs", "2", "--samples", "200", "--max-dim", "1", check=True)
+    for args in (["early-stop", "--run", run, "--out", tmp_path / "e.png"],
+                 ["summary", "--run", run],
+                 ["plot", "--run", run, "--kind", "summary", "--out", tmp_path / "s.png"],
+                 ["plot", "--run", run, "--out", tmp_path / "b.png"],
+                 ["gengap", "features", "--runs", run, "--out", tmp_path / "f.csv"]):
+        p = dnntopo(*args)
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1, (args, p.stderr)
+        assert "different topology specs" in lines[0] and "--samples 300" in lines[0] and "--samples 200" in lines[0]
+        assert "--allow-mixed-specs" in lines[0]
+    assert not (tmp_path / "f.csv").exists() and not (tmp_path / "s.png").exists()
+    # the epochs that agree are fine, and the explicit flag lets the user combine them
+    p = dnntopo("plot", "--run", run, "--epochs", "0", "1", "--out", tmp_path / "b.png", check=True)
+    p = dnntopo("early-stop", "--run", run, "--allow-mixed-specs", "--out", tmp_path / "e.png", check=True)
+    assert "proposed stopping epoch" in p.stdout
+    p = dnntopo("summary", "--run", run, "--allow-mixed-specs", "--format", "csv", check=True)
+    assert len(p.stdout.splitlines()) == 4
+
+
 def test_quick_study_end_to_end(tmp_path, fmnist_root):
     p = subprocess.run([sys.executable, str(REPO / "scripts" / "study_fashion_mnist.py"), "--quick",
                         "--run-dir", str(tmp_path / "study"), "--data-root", str(fmnist_root)],

@@ -132,18 +132,21 @@ def test_usable_cores_follows_a_narrowed_affinity():
 
 @pytest.mark.mpi
 def test_get_comm_is_comm_world_under_mpiexec(tmp_path):
-    p = check(run_mpi(2, """
+    check(run_mpi(2, """
         import json
         from hpc.comm import SerialComm, get_comm, is_mpi_launch
         comm = get_comm()
         from mpi4py import MPI
         serial = get_comm(serial=True)
-        print(json.dumps({"launch": is_mpi_launch(), "world": comm is MPI.COMM_WORLD,
-                          "rank": comm.Get_rank(), "size": comm.Get_size(),
-                          "sum": comm.allreduce(comm.Get_rank() + 1),
-                          "serial": [isinstance(serial, SerialComm), serial.Get_size()]}), flush=True)
+        row = {"launch": is_mpi_launch(), "world": comm is MPI.COMM_WORLD,
+               "rank": comm.Get_rank(), "size": comm.Get_size(),
+               "sum": comm.allreduce(comm.Get_rank() + 1),
+               "serial": [isinstance(serial, SerialComm), serial.Get_size()]}
+        with open(f"rank_{MPI.COMM_WORLD.Get_rank()}.json", "w") as fh:
+            json.dump(row, fh)
         """, cwd=tmp_path))
-    rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    rows = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank_*.json"))]
+    assert len(rows) == 2
     assert sorted(r["rank"] for r in rows) == [0, 1]
     for r in rows:
         assert r["launch"] is True and r["world"] is True

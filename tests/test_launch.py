@@ -198,8 +198,14 @@ NESTED = """
                            out, ready)
     except LaunchError as exc:
         res = "error " + exc.kind
-    print(json.dumps({"rank": comm.Get_rank(), "result": res}), flush=True)
+    with open(f"{sys.argv[4]}_{comm.Get_rank()}.json", "w") as fh:
+        json.dump({"rank": comm.Get_rank(), "result": res}, fh)
 """
+
+
+def results(folder, tag):
+    return sorted((r["rank"], r["result"]) for r in
+                  (json.loads(p.read_text()) for p in folder.glob(f"{tag}_*.json")))
 
 
 @pytest.mark.mpi
@@ -210,14 +216,12 @@ def test_nested_mpiexec_from_an_mpi_job(tmp_path):
         """)
     fail = fake_program(tmp_path, "fail.py", "sys.exit(3)\n")
     out = tmp_path / "out"
-    p = check(run_mpi(2, NESTED, prog, out, 2, cwd=tmp_path))
-    rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
-    assert sorted((r["rank"], r["result"]) for r in rows) == [(0, "mpiexec"), (1, "mpiexec")]
+    check(run_mpi(2, NESTED, prog, out, 2, "ok", cwd=tmp_path))
+    assert results(tmp_path, "ok") == [(0, "mpiexec"), (1, "mpiexec")]
     assert [(tmp_path / f"out.{r}").read_text() for r in range(2)] == ["2", "2"]  # a 2-process job of its own
     # a failure of the program is raised on every rank of the job
-    p = check(run_mpi(2, NESTED, fail, tmp_path / "never", 2, cwd=tmp_path))
-    rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
-    assert sorted((r["rank"], r["result"]) for r in rows) == [(0, "error failed"), (1, "error failed")]
+    check(run_mpi(2, NESTED, fail, tmp_path / "never", 2, "fail", cwd=tmp_path))
+    assert results(tmp_path, "fail") == [(0, "error failed"), (1, "error failed")]
 
 
 @pytest.mark.mpi

@@ -82,7 +82,6 @@ def by_cost(costs, size):
     ([10, 1, 1, 1], 2, [(0, 1), (1, 4)]),
     ([0, 0, 5, 5], 2, [(0, 3), (3, 4)]),
     ([4, 4], 1, [(0, 2)]),
-    ([1, 1], 3, [(0, 1), (1, 2), (2, 2)]),
     ([], 3, [(0, 0), (0, 0), (0, 0)]),
 ])
 def test_split_blocks_by_cost_by_hand(costs, size, expected):
@@ -118,6 +117,13 @@ def test_split_blocks_by_cost_gives_a_dominant_last_block_its_own_rank(costs, be
     ranges = by_cost(costs, 2)
     check_cover(ranges, len(costs))
     assert max(sum(costs[lo:hi]) for lo, hi in ranges) == best
+
+
+def test_split_blocks_by_cost_with_more_ranks_than_blocks():
+    for size in (3, 5):
+        ranges = by_cost([1, 1], size)
+        check_cover(ranges, 2)
+        assert sorted(hi - lo for lo, hi in ranges) == [0] * (size - 2) + [1, 1]
 
 
 def test_split_blocks_by_cost_of_all_free_blocks_still_covers():
