@@ -11,11 +11,11 @@ from tqdm import tqdm
 class Progress:
     """A tqdm bar whose description names the current stage."""
 
-    def __init__(self, title: str, enabled: bool = True, file=None):
+    def __init__(self, title: str, enabled: bool = True, file=None, mininterval: float = 0.1):
         self.title = title
         # disable=None: tqdm shows the bar only when `file` is a terminal
         self.bar = tqdm(total=0, desc=title, unit="step", leave=False, file=file or sys.stderr,
-                        disable=None if enabled else True, dynamic_ncols=True)
+                        disable=None if enabled else True, mininterval=mininterval)
 
     @property
     def shown(self) -> bool:
