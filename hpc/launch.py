@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -58,7 +59,17 @@ def clean_env() -> dict:
     return {k: v for k, v in os.environ.items() if keep(k)}
 
 
-def _wait_ready(ready, output, timeout, proc=None, progress=None):
+def _stop(proc):
+    """End the program: SIGTERM first (mpiexec then stops its ranks), SIGKILL if it lingers."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _wait_ready(ready, output, timeout, proc=None, progress=None, errfile=None):
     t0 = time.monotonic()
     last = 0
     while True:
@@ -69,7 +80,11 @@ def _wait_ready(ready, output, timeout, proc=None, progress=None):
             code = proc.poll()
             if code is not None:
                 if code != 0:
-                    err = [ln.strip() for ln in (proc.stderr.read() or b"").decode(errors="replace").splitlines()
+                    text = b""
+                    if errfile is not None:
+                        errfile.seek(0)
+                        text = errfile.read()
+                    err = [ln.strip() for ln in text.decode(errors="replace").splitlines()
                            if ln.strip().strip("-")]
                     raise LaunchError(f"exited with status {code}" + (f": {err[-1]}" if err else ""), "failed")
                 if not ready(output):
@@ -79,7 +94,7 @@ def _wait_ready(ready, output, timeout, proc=None, progress=None):
             return
         if time.monotonic() - t0 > timeout:
             if proc is not None:
-                proc.kill()
+                _stop(proc)
             raise LaunchError(f"no complete {output} after {timeout:g} s (timeout)", "timeout")
         time.sleep(0.05)
 
@@ -126,9 +141,11 @@ def run_external(comm, launch: Launch, output, ready, progress=None) -> str:
             cmd = ([exe, "-n", str(procs), *launch.mpiexec_args] if exe else []) + [launch.command] + \
                   [str(a) for a in launch.args]
             try:
-                proc = subprocess.Popen(cmd, env=clean_env(), stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
-                _wait_ready(ready, output, launch.timeout, proc, progress=progress)
+                # stderr goes to a file, not a pipe: a chatty program never blocks on a full pipe
+                with tempfile.TemporaryFile() as errfile:
+                    proc = subprocess.Popen(cmd, env=clean_env(), stdout=subprocess.DEVNULL,
+                                            stderr=errfile)
+                    _wait_ready(ready, output, launch.timeout, proc, progress=progress, errfile=errfile)
             except OSError as exc:
                 err = (str(exc), "start")
             except LaunchError as exc:

@@ -28,7 +28,10 @@ def split_blocks_by_cost(costs: np.ndarray, size: int, rank: int) -> tuple[int, 
         return 0, 0
     cum = np.concatenate([[0.0], np.cumsum(costs)])
     targets = cum[-1] * np.arange(size + 1) / size
-    cuts = np.searchsorted(cum, targets, side="left")
+    above = np.clip(np.searchsorted(cum, targets, side="left"), 0, costs.size)
+    below = np.maximum(above - 1, 0)
+    # the block boundary nearest to each target (not always the one past it)
+    cuts = np.where(np.abs(cum[below] - targets) <= np.abs(cum[above] - targets), below, above)
     cuts[0], cuts[-1] = 0, costs.size
     cuts = np.maximum.accumulate(cuts)
     return int(cuts[rank]), int(cuts[rank + 1])
@@ -37,5 +40,6 @@ def split_blocks_by_cost(costs: np.ndarray, size: int, rank: int) -> tuple[int, 
 def counts_displs(counts) -> tuple[np.ndarray, np.ndarray]:
     """Counts and displacements (exclusive prefix sums) for a v-collective."""
     counts = np.asarray(counts, dtype=np.int64)
-    displs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    displs = np.zeros_like(counts)
+    np.cumsum(counts[:-1], out=displs[1:])
     return counts, displs

@@ -52,6 +52,9 @@ class Site:
                     raise ValueError(f"{flag(f.name)} {v}: must be {low} or more")
             elif not isinstance(v, str) or "\n" in v:
                 raise ValueError(f"{flag(f.name)} {v!r}: must be one line of text")
+        if self.ntasks % self.nodes:
+            raise ValueError(f"--ntasks {self.ntasks} over --nodes {self.nodes}: the ranks must "
+                             f"split evenly over the nodes")
         for name in ("time_train", "time_topology"):
             if not _TIME.match(getattr(self, name)):
                 raise ValueError(f"{flag(name)} {getattr(self, name)!r}: not a SLURM time limit "
@@ -143,7 +146,7 @@ class Site:
         """The parameters given to submitit's executor for a job of `role` on `cluster`."""
         time = self.time_train if role == "train" else self.time_topology
         ntasks = self.ntasks if role == "topology" else 1
-        nodes = self.nodes if ntasks > 1 else 1
+        nodes = self.nodes if (ntasks > 1 and cluster == "slurm") else 1
         params = dict(name=name, timeout_min=minutes(time), nodes=nodes,
                       tasks_per_node=max(1, ntasks // nodes) if cluster == "slurm" else 1,
                       cpus_per_task=self.cpus_per_task)

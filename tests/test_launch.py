@@ -172,8 +172,6 @@ def test_missing_program_cannot_start(tmp_path):
     assert exc.value.kind == "start"
 
 
-@pytest.mark.xfail(strict=True, reason="hpc/launch.py bug: the program's stderr is a pipe read only after "
-                                       "it exits; past ~64 KiB of stderr the program blocks and times out")
 def test_program_with_much_stderr_is_not_blocked(tmp_path):
     prog = fake_program(tmp_path, "noisy.py", """
         for _ in range(2000):
@@ -225,8 +223,6 @@ def test_nested_mpiexec_from_an_mpi_job(tmp_path):
 
 
 @pytest.mark.mpi
-@pytest.mark.xfail(strict=True, reason="hpc/launch.py bug: on timeout mpiexec is SIGKILLed, which leaves "
-                                       "its ranks running (orphans); SIGTERM first lets mpiexec end them")
 def test_timeout_ends_every_process_of_the_external_job(tmp_path, monkeypatch):
     for k, v in MPI_ENV.items():
         monkeypatch.setenv(k, v)

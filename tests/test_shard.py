@@ -110,8 +110,6 @@ def test_split_blocks_by_cost_covers_once_and_balances(seed):
                 assert costs[lo:hi].sum() <= total / size + biggest + 1e-9 * total, (n, size, lo, hi)
 
 
-@pytest.mark.xfail(strict=True, reason="hpc/shard.py weakness: each cut is rounded up past its target, "
-                                       "so an expensive last block joins the previous rank's range")
 @pytest.mark.parametrize("costs,best", [([1, 1, 1, 10], 10), ([1, 100], 100)])
 def test_split_blocks_by_cost_gives_a_dominant_last_block_its_own_rank(costs, best):
     ranges = by_cost(costs, 2)
@@ -161,8 +159,6 @@ def test_counts_displs_accepts_an_array():
     assert c.dtype == np.int64 and d.tolist() == [0, 1, 3]
 
 
-@pytest.mark.xfail(strict=True, reason="hpc/shard.py bug: counts_displs([]) returns displs [0] "
-                                       "(one displacement for no counts)")
 def test_counts_displs_of_no_counts():
     c, d = counts_displs([])
     assert len(c) == 0 and len(d) == 0

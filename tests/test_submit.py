@@ -193,9 +193,6 @@ def test_sbatch_script_of_train_asks_for_the_gpu(site_file, tmp_path):
     assert len(srun) == 1 and "--mpi" not in srun[0]
 
 
-@pytest.mark.xfail(strict=True, reason="hpc/submit.py bug: tasks_per_node = ntasks // nodes (at least 1), so "
-                                       "submitit starts nodes * that many ranks: 4 for NTASKS=5 over NODES=2 "
-                                       "and 4 for NTASKS=2 over NODES=4, where sbatch_args asks for 5 and 2")
 @pytest.mark.parametrize("nodes,ntasks", [(2, 5), (4, 2)])
 def test_submitit_starts_the_ranks_that_sbatch_asks_for(nodes, ntasks):
     try:
@@ -205,8 +202,6 @@ def test_submitit_starts_the_ranks_that_sbatch_asks_for(nodes, ntasks):
     assert params["nodes"] * params["tasks_per_node"] == ntasks
 
 
-@pytest.mark.xfail(strict=True, reason="hpc/submit.py bug: off SLURM `nodes` stays >1 and submitit's "
-                                       "LocalExecutor refuses nodes > 1")
 def test_submitit_local_executor_accepts_a_multi_node_site(tmp_path):
     import submitit
     params = Site(nodes=2, ntasks=4).submitit_parameters("topology", "x", "local")
