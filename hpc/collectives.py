@@ -27,11 +27,18 @@ def _row_counts(comm, n_local: int) -> np.ndarray:
     return counts
 
 
+def _empty_rows(local: np.ndarray) -> bool:
+    """Rows of no elements (a zero-size trailing dimension): nothing to send but the counts."""
+    return local.ndim > 1 and int(np.prod(local.shape[1:], dtype=np.int64)) == 0
+
+
 def allgather_rows(comm, local: np.ndarray) -> np.ndarray:
     """Concatenate every rank's `local` along axis 0, on every rank."""
     local = np.ascontiguousarray(local)
     if isinstance(comm, SerialComm) or comm.Get_size() == 1:
         return local
+    if _empty_rows(local):
+        return np.empty((int(_row_counts(comm, local.shape[0]).sum()),) + local.shape[1:], local.dtype)
     counts, displs = counts_displs(_row_counts(comm, local.shape[0]))
     out = np.empty((int(counts.sum()),) + local.shape[1:], dtype=local.dtype)
     rt = _row_type(comm, local)
@@ -47,6 +54,9 @@ def gather_rows(comm, local: np.ndarray, root: int = 0):
     local = np.ascontiguousarray(local)
     if isinstance(comm, SerialComm) or comm.Get_size() == 1:
         return local
+    if _empty_rows(local):
+        total = int(_row_counts(comm, local.shape[0]).sum())
+        return np.empty((total,) + local.shape[1:], local.dtype) if comm.Get_rank() == root else None
     counts, displs = counts_displs(_row_counts(comm, local.shape[0]))
     rt = _row_type(comm, local)
     try:

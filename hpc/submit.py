@@ -104,11 +104,10 @@ class Site:
     @classmethod
     def example_text(cls) -> str:
         """The commented KEY=value file of every site value with its default (site.conf.example)."""
-        lines = ["# dnntopo site settings for SLURM: copy to site.conf (or point DNNTOPO_SLURM_CONFIG",
-                 "# at a copy) and fill in what your cluster needs. Empty values are left out of the",
-                 "# sbatch command. slurm/pipeline.sh and `dnntopo submit --slurm-config FILE` read it;",
-                 "# flags of the same names (--partition, --time-train, ...) override it.",
-                 "# Generated from hpc.submit.Site: python -m hpc.submit example > slurm/site.conf.example"]
+        lines = ["# Site values of SLURM jobs: copy this file and fill in what your cluster needs.",
+                 "# Empty values are left out of the sbatch command; flags of the same names",
+                 "# (--partition, --time-train, ...) override the file.",
+                 "# Generated from hpc.submit.Site: python -m hpc.submit example"]
         for f in fields(cls):
             value = f"{f.name.upper()}={f.default}"
             eg = f" (e.g. {f.metadata['example']})" if f.metadata["example"] else ""

@@ -14,6 +14,7 @@ CASES = {
     "mat_i8": ((3,), "<i8", [2, 5, 0]),
     "cube_f4": ((2, 2), "<f4", [0, 1, 3]),
     "mat_u1": ((5,), "u1", [3, 3, 0]),
+    "no_cols": ((0,), "<f8", [2, 0, 3]),        # rows of no elements: only the counts travel
 }
 
 
