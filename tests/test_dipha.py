@@ -16,7 +16,10 @@ from conftest import BIN, REPO, copy_run, dnntopo
 from dnntopo import dipha, storage
 from dnntopo.errors import UserError
 
-SHARED = Path(os.environ.get("DNNTOPO_DIPHA_REGRESSION", REPO.parent / "shared" / "dipha-regression"))
+# DIPHA's own regression data is not part of the repository: it lies in shared/ beside it (as
+# in CI, whose .ci/run sets DNNTOPO_DIPHA_REGRESSION so that its absence fails there).
+REQUIRED = os.environ.get("DNNTOPO_DIPHA_REGRESSION", "")
+SHARED = Path(REQUIRED or REPO.parent / "shared" / "dipha-regression")
 MAGIC = 8067171840
 CASES = [("sphere_1", "sphere_3_32", 1), ("sphere_2", "sphere_3_32", 2), ("sphere_3", "sphere_3_32", 3),
          ("sphere_3_2", "sphere_3_32_2", 3), ("sphere_3_0.8", "sphere_3_32_0.8", 3),
@@ -96,8 +99,10 @@ def test_bad_files_are_one_line(tmp_path):
 @pytest.fixture(scope="module")
 def regression():
     if not SHARED.is_dir():
-        pytest.fail(f"DIPHA's regression data is not at {SHARED} (shared/dipha-regression beside the "
-                    f"repository); set DNNTOPO_DIPHA_REGRESSION")
+        msg = f"DIPHA's regression data is not at {SHARED} (shared/dipha-regression beside the repository)"
+        if REQUIRED:
+            pytest.fail(f"{msg}, but DNNTOPO_DIPHA_REGRESSION asks for it")
+        pytest.skip(f"{msg}; set DNNTOPO_DIPHA_REGRESSION to run these tests")
     return SHARED
 
 
