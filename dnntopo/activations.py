@@ -104,6 +104,12 @@ def extract(comm, model: torch.nn.Module, samples: ImageSet, layers: list, *, ma
     def hook(k):
         def fn(module, inputs, output):
             a = output.detach().reshape(output.shape[0], -1).float().cpu().numpy()
+            bad = ~np.isfinite(a)
+            if bad.any():
+                units = int(bad.any(axis=0).sum())
+                raise UserError(f"layer {layers[k]}: {units} of {a.shape[1]} units have NaN or infinite "
+                                f"activations; the checkpoint's weights are not finite (a diverged "
+                                f"training?): lower --lr and train again")
             if layout.nodes[k] != layout.units[k]:
                 a = np.add.reduceat(a, starts[k], axis=1) / counts[k]
             out[rows, col[k]:col[k + 1]] = a

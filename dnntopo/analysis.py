@@ -130,22 +130,42 @@ def feature_rows(folders, allow_mixed: bool = False) -> list[dict]:
     return rows
 
 
+def is_features_csv(path) -> bool:
+    """True for a table `gengap features` wrote (so that writing it again is no loss)."""
+    with open(path, newline="") as fh:
+        return next(csv.reader(fh), [])[:3] == list(FEATURE_COLUMNS[:3])
+
+
+def is_model_json(path) -> bool:
+    return '"coefficients"' in Path(path).read_text()
+
+
 def write_csv(rows: list[dict], path):
     from dnntopo.report import render
     from hpc.io import write_text_atomic
-    write_text_atomic(path, render(rows, "csv"))
+    with storage.writing(path):
+        write_text_atomic(path, render(rows, "csv"))
+
+
+#: Columns every features table has (`dnntopo gengap features`).
+FEATURE_COLUMNS = ("run", "group", "epoch", "acc_train", "acc_test", "gap")
 
 
 def read_csv(path) -> list[dict]:
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise UserError(f"--features {path} does not exist; make it with `dnntopo gengap features`")
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    out = []
-    for r in rows:
-        out.append({k: (v if k in ("run", "group") else float(v) if v not in ("", "nan") else math.nan)
-                    for k, v in r.items()})
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        missing = [c for c in FEATURE_COLUMNS if not rows or c not in rows[0]]
+        if missing:
+            raise ValueError(f"no column {', '.join(missing)}" if rows else "no rows")
+        out = [{k: (v if k in ("run", "group") else float(v) if v not in ("", "nan") else math.nan)
+                for k, v in r.items()} for r in rows]
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError, TypeError, AttributeError) as exc:
+        raise UserError(f"--features {path} is not a features table of `dnntopo gengap features` "
+                        f"({exc})") from None
     return out
 
 
@@ -156,6 +176,10 @@ def design(rows, features, source: str) -> np.ndarray:
         raise UserError(f"{source} lacks the features {' '.join(missing)} the model needs; "
                         f"available: {' '.join(have)}")
     x = np.array([[r[f] for f in features] for r in rows], dtype=np.float64)
+    dead = [f for k, f in enumerate(features) if not np.isfinite(x[:, k]).any()]
+    if dead:
+        raise UserError(f"{source}: the features {' '.join(dead)} have no finite value in any row "
+                        f"(e.g. no pair above --min-persistence); leave them out of --use")
     return np.nan_to_num(x, nan=0.0)
 
 
@@ -250,13 +274,21 @@ def scatter(rows, out):
 
 def save_model(model: dict, path):
     from hpc.io import write_text_atomic
-    write_text_atomic(path, json.dumps(model, indent=1) + "\n")
+    with storage.writing(path):
+        write_text_atomic(path, json.dumps(model, indent=1) + "\n")
 
 
 def load_model(path) -> dict:
     try:
         model = json.loads(Path(path).read_text())
-        model["features"], model["coefficients"], model["intercept"]
-    except (OSError, ValueError, KeyError) as exc:
+        if not isinstance(model, dict):
+            raise ValueError(f"a JSON {type(model).__name__}, not an object")
+        feats, coefs = model["features"], model["coefficients"]
+        if not isinstance(feats, list) or not isinstance(coefs, dict) or set(feats) != set(coefs):
+            raise ValueError("features and coefficients do not match")
+        for v in [model["intercept"], *coefs.values()]:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"coefficient {v!r} is not a finite number")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"--model {path}: not a gengap model ({exc}); make one with `dnntopo gengap fit`") from None
     return model

@@ -31,6 +31,8 @@ def _add_train(p):
     add_arguments(p, TrainConfig, titles={"training": "training"})
     g = p.add_argument_group("topology while training")
     g.add_argument("--resume", action="store_true", help="continue from the last completed epoch")
+    g.add_argument("--restart", action="store_true",
+                   help="remove the run's checkpoints, stats, topology and plots, and train anew")
     g.add_argument("--topology-every", type=int, default=0,
                    help="compute the topology every N epochs while training, with the topology "
                         "spec's flags")
@@ -73,7 +75,7 @@ def cmd_train(a):
     from dnntopo import pipeline
     spec = TopologySpec.from_flags(a)
     run = pipeline.train_run(a.comm, _train_config(a), spec, a.topology_every, _early_stop(a),
-                             a.resume, a.quiet)
+                             a.resume, a.quiet, a.restart)
     if a.comm.Get_rank() == 0:
         print(run.root)
 
@@ -91,7 +93,7 @@ def cmd_run(a):
     tcfg = _train_config(a)
     opts = _options(a, JOB_SKIP, epochs=tuple(a.topology_epochs or ()), device=tcfg.device)
     run, made = pipeline.main_job(a.comm, tcfg, TopologySpec.from_flags(a), opts, a.topology_every,
-                                  _early_stop(a), a.resume)
+                                  _early_stop(a), a.resume, a.restart)
     if a.comm.Get_rank() == 0:
         sys.stdout.write(report.render(report.rows(run, allow_mixed=True), "table"))
         print(f"\nrun folder: {run.root}")
@@ -137,15 +139,15 @@ def cmd_plot(a):
     epochs = a.epochs or run.topology_epochs()
     if not epochs:
         raise UserError(f"no epoch files in {run.topology}; run `dnntopo topology --run {a.run}` first")
+    default = {"betti": f"betti_dim{a.dim}.png", "diagram": f"diagram_epoch{epochs[-1]:04d}.png",
+               "summary": "summaries.png"}[a.kind]
+    out = plots.check_out(a.out or run.plots / default, a.overwrite)
     if a.kind == "betti":
-        path = plots.betti_curves(run, epochs, a.dim, a.out or run.plots / f"betti_dim{a.dim}.png",
-                                  smooth=a.smooth, allow_mixed=a.allow_mixed)
+        path = plots.betti_curves(run, epochs, a.dim, out, smooth=a.smooth, allow_mixed=a.allow_mixed)
     elif a.kind == "diagram":
-        out = a.out or run.plots / f"diagram_epoch{epochs[-1]:04d}.png"
         path = plots.diagram(run, epochs[-1], out, dims=None if a.dim is None else [a.dim])
     else:
-        path = plots.summaries_vs_epoch(run, a.out or run.plots / "summaries.png", epochs=a.epochs,
-                                        allow_mixed=a.allow_mixed)
+        path = plots.summaries_vs_epoch(run, out, epochs=a.epochs, allow_mixed=a.allow_mixed)
     print(path)
 
 
@@ -156,30 +158,32 @@ def cmd_summary(a):
 
 def cmd_early_stop(a):
     from dnntopo import analysis, report, storage
+    from dnntopo import plots
     run = storage.open_run(a.run)
+    out = plots.check_out(a.out or run.plots / f"early_stop_dim{a.dim}.png", a.overwrite)
     rows, stop = analysis.early_stop_table(run, a.dim, a.axis, a.epsilon, a.allow_mixed)
     sys.stdout.write(report.render([{k: ("<- stop" if v is True else "" if v is False else v)
                                      for k, v in r.items()} for r in rows], "table"))
     print(f"proposed stopping epoch (dim {a.dim}, {a.axis}, epsilon {a.epsilon}): "
           f"{stop if stop is not None else 'none yet (the peak has not regressed)'}")
     cfg = storage.read_config(run)
-    out = analysis.plot_early_stop(rows, stop, a.out or run.plots / f"early_stop_dim{a.dim}.png",
-                                   f"{cfg['net']} on {cfg['dataset']}: Betti-{a.dim} peak", a.axis)
+    out = analysis.plot_early_stop(rows, stop, out, f"{cfg['net']} on {cfg['dataset']}: Betti-{a.dim} peak",
+                                   a.axis)
     print(f"plot: {out}")
 
 
 def cmd_gengap(a):
-    from dnntopo import analysis, report
+    from dnntopo import analysis, plots, report, storage
     features = a.features or "gengap_features.csv"
     use = a.use or list(analysis.DEFAULT_FEATURES)
     if a.action == "features":
+        out = storage.check_output(a.out or features, (".csv",), analysis.is_features_csv, a.overwrite)
         rows = analysis.feature_rows(a.runs, a.allow_mixed)
-        out = a.out or features
         analysis.write_csv(rows, out)
         print(f"{len(rows)} rows from {len({r['run'] for r in rows})} runs -> {out}")
     elif a.action == "fit":
+        out = storage.check_output(a.out or a.model, (".json",), analysis.is_model_json, a.overwrite)
         model = analysis.fit(analysis.read_csv(features), use)
-        out = a.out or a.model
         analysis.save_model(model, out)
         print(analysis.describe_model(model))
         print(f"training MAE of the gap {model['train_mae']:.4f} on {model['n_rows']} rows -> {out}")
@@ -190,6 +194,8 @@ def cmd_gengap(a):
         rows = analysis.feature_rows([a.run], a.allow_mixed) if a.run else analysis.read_csv(a.features)
         sys.stdout.write(report.render(analysis.prediction_table(model, rows), a.format))
     else:
+        if a.plot:
+            plots.check_out(a.plot, a.overwrite)
         feats = analysis.read_csv(features)
         rows, mae = analysis.evaluate(feats, use, a.by)
         sys.stdout.write(report.render(analysis.evaluation_table(rows), a.format))
@@ -221,6 +227,8 @@ def cmd_import_dipha(a):
 def _mixed(p):
     p.add_argument(ALLOW_MIXED, dest="allow_mixed", action="store_true",
                    help="combine epochs computed with different topology specs")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write over an existing output file that this command did not write")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--slurm-config", default="", help="KEY=value file like slurm/site.conf.example")
     add_site_flags(g)
     g.add_argument("--wait", action="store_true", help="wait for every job to finish")
-    g.add_argument("--retrain", action="store_true", help="submit training even if its checkpoints exist")
+    g.add_argument("--retrain", action="store_true",
+                   help="remove the run's training and results, and submit training anew")
     t.set_defaults(func=cmd_submit)
 
     t = sub.add_parser("status", help="per epoch: done, missing, stale (and why), pending or running, with job ids",

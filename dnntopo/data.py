@@ -115,17 +115,20 @@ def load(dataset: str, root: str | os.PathLike | None, split: str) -> ImageSet:
 
 
 def _missing(path: Path, base: str) -> UserError:
-    return UserError(f"missing data file {path}: put {SOURCES[base]} under --data-root "
-                     f"(now {path.parent})")
+    return UserError(f"missing data file {path}: put {SOURCES[base]} in {path.parent} "
+                     f"(the dataset's data root)")
 
 
 def _open_maybe_gz(path: Path, base: str):
     """Open `path` or `path.gz`, whichever exists, for binary reading."""
-    if path.exists():
+    if path.is_file():
         return open(path, "rb"), path
     gz = path.with_name(path.name + ".gz")
-    if gz.exists():
+    if gz.is_file():
         return gzip.open(gz, "rb"), gz
+    for p in (path, gz):
+        if p.exists():
+            raise UserError(f"{p} is not a file (a folder?); put the dataset's file there")
     raise _missing(gz, base)
 
 
@@ -172,8 +175,8 @@ def read_cifar10(root: Path, split: str, base: str = "cifar10"):
     recs = []
     for name in names:
         path = root / name
-        if not path.exists():
-            raise _missing(path, base)
+        if not path.is_file():
+            raise _missing(path, base) if not path.exists() else UserError(f"{path} is not a file")
         raw = np.fromfile(path, dtype=np.uint8)
         if raw.size == 0 or raw.size % 3073:
             raise UserError(f"{path} is truncated ({raw.size} bytes is not a whole number of "
@@ -188,8 +191,8 @@ def read_svhn(root: Path, split: str, base: str = "svhn"):
     """SVHN `train_32x32.mat` / `test_32x32.mat` (label 10 means digit 0)."""
     from scipy.io import loadmat
     path = root / f"{split}_32x32.mat"
-    if not path.exists():
-        raise _missing(path, base)
+    if not path.is_file():
+        raise _missing(path, base) if not path.exists() else UserError(f"{path} is not a file")
     try:
         mat = loadmat(path)
         x, y = mat["X"], mat["y"]

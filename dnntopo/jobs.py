@@ -86,7 +86,14 @@ def submit_run(tcfg: TrainConfig, spec: TopologySpec, scheduler: Scheduler, topo
     resolved = spec.resolved(tcfg.net)
     from dnntopo import topology
     topology.backend(spec)  # refuse a missing engine before anything is submitted
-    need_train = retrain or any(not run.checkpoint(e).exists() for e in tcfg.save_epochs)
+    if retrain:   # once, here: the requeued training task itself always resumes
+        from dnntopo.train import restart
+        restart(run)
+    if run.config.exists():  # an existing run is reused or continued, never mixed (refused here)
+        from dnntopo.train import check_existing
+        check_existing(run, tcfg, resume=True)
+    need_train = retrain or any(not run.checkpoint(e).exists() for e in tcfg.save_epochs) or \
+        max((r["epoch"] for r in storage.read_stats(run)), default=-1) < tcfg.epochs
     train_job = None
     if need_train:
         train_job = scheduler.submit(TrainTask(), tcfg, role="train",

@@ -6,6 +6,8 @@ functional graph are the outputs of named blocks (`DEFAULT_LAYERS`, matching the
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 
@@ -282,8 +284,17 @@ def read_checkpoint(path) -> dict:
     except FileNotFoundError:
         raise UserError(f"checkpoint {path} does not exist; train that epoch first "
                         f"(dnntopo train ... --save-epochs)") from None
+    except IsADirectoryError:
+        raise UserError(f"checkpoint {path} is a folder, not a file") from None
     except Exception as exc:
-        raise UserError(f"cannot load checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        msg = (str(exc).splitlines() or [""])[0]
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            why = "it holds Python objects, not only tensors: not a state_dict saved by dnntopo"
+        elif not Path(path).stat().st_size:
+            why = "the file is empty"
+        else:
+            why = f"not a PyTorch checkpoint ({type(exc).__name__}{': ' + msg[:120] if msg else ''})"
+        raise UserError(f"cannot load checkpoint {path}: {why}; train that epoch again") from None
 
 
 def load_state(model: nn.Module, path, net: str, state: dict | None = None):
@@ -291,10 +302,20 @@ def load_state(model: nn.Module, path, net: str, state: dict | None = None):
     state = read_checkpoint(path) if state is None else state
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
+    if not isinstance(state, dict):
+        raise UserError(f"checkpoint {path} is not a state_dict (it holds a {type(state).__name__})")
+    want = model.state_dict()
+    missing = [k for k in want if k not in state]
+    extra = [k for k in state if k not in want]
+    shapes = [k for k in want if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(want[k].shape)]
+    if missing or extra or shapes:
+        parts = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}" for label, keys in
+                 (("missing", missing), ("unexpected", extra), ("other shapes of", shapes)) if keys]
+        raise UserError(f"checkpoint {path} does not match the {net} net for this dataset "
+                        f"({'; '.join(parts)}); it was trained with another net or dataset") from None
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError) as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"checkpoint {path} does not match --net {net} for this dataset "
-                        f"({first[:200]}); use the net and dataset it was trained with") from None
+        first = (str(exc).splitlines() or [""])[0]
+        raise UserError(f"checkpoint {path} does not match the {net} net ({first[:200]})") from None
     return model

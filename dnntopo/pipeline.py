@@ -106,7 +106,14 @@ def run_topology(comm, run: storage.Run, spec: TopologySpec,
         run.topology.mkdir(parents=True, exist_ok=True)
         record(run, spec)
     comm.Barrier()
-    split_set = data.load(dataset, cfg.get("data_root"), spec.sample_split)
+    if rank0:
+        need = spec.samples * 4 * 4096 if opts.save_activations else 0   # a rough bound per epoch
+        storage.check_space(run.topology, need, "the epoch files")
+    try:
+        split_set = data.load(dataset, cfg.get("data_root"), spec.sample_split)
+    except UserError as exc:
+        raise UserError(f"the run's data ({dataset}, data_root {cfg.get('data_root') or 'default'} in "
+                        f"{run.config}): {exc}") from None
     samples = activations.sample_set(split_set, spec.samples, spec.sample_split)
     del split_set
     job = _Job(comm, run, spec, opts, engine, model, samples, device, cfg)
@@ -140,9 +147,12 @@ def _one_epoch(job: _Job, epoch: int) -> dict:
         _maybe_fail(comm, "extract")
         n_batches = -(-spec.samples // opts.batch_size)
         bar.stage("activations", -(-n_batches // comm.Get_size()))
-        x, layout = activations.extract(comm, job.model, job.samples, list(spec.layers),
-                                        max_nodes=spec.max_nodes, batch_size=opts.batch_size,
-                                        device=job.device, progress=bar.step)
+        try:
+            x, layout = activations.extract(comm, job.model, job.samples, list(spec.layers),
+                                            max_nodes=spec.max_nodes, batch_size=opts.batch_size,
+                                            device=job.device, progress=bar.step)
+        except UserError as exc:
+            raise UserError(f"epoch {epoch} ({job.run.checkpoint(epoch)}): {exc}") from None
         raw = gather_rows(comm, x) if opts.save_activations else None
         if raw is x:
             raw = x.copy()
@@ -242,8 +252,10 @@ def plan(tcfg: TrainConfig, topology_epochs=(), every: int = 0) -> tuple[TrainCo
 
 
 def train_run(comm, tcfg: TrainConfig, spec: TopologySpec | None = None, every: int = 0,
-              early_stop: EarlyStop | None = None, resume: bool = False, quiet: bool = False) -> storage.Run:
-    """Train on rank 0 (with the topology hook every `every` epochs); every rank gets the run."""
+              early_stop: EarlyStop | None = None, resume: bool = False, quiet: bool = False,
+              restart: bool = False) -> storage.Run:
+    """Train on rank 0 (with the topology hook every `every` epochs); every rank gets the run.
+    An existing run is reused, continued (`resume`) or trained anew (`restart`), never mixed."""
     tcfg, _ = plan(tcfg, (), every)
     hook = None
     if every:
@@ -253,17 +265,18 @@ def train_run(comm, tcfg: TrainConfig, spec: TopologySpec | None = None, every: 
         raise UserError("--early-stop needs --topology-every N")
     root = None
     if comm.Get_rank() == 0:  # training is one process: under mpiexec/srun, rank 0 trains
-        root = train(tcfg, resume=resume, quiet=quiet, on_epoch=hook).root
+        root = train(tcfg, resume=resume, quiet=quiet, on_epoch=hook, restart_run=restart).root
     quiet_barrier(comm)
     return storage.Run(Path(comm.bcast(str(root) if root else None, root=0)))
 
 
 def main_job(comm, tcfg: TrainConfig, spec: TopologySpec, opts: TopologyOptions, every: int = 0,
-             early_stop: EarlyStop | None = None, resume: bool = False) -> tuple[storage.Run, list]:
+             early_stop: EarlyStop | None = None, resume: bool = False,
+             restart: bool = False) -> tuple[storage.Run, list]:
     """Train, the topology of the requested epochs, then the plots (rank 0); return the run
     and the plots made."""
     tcfg, epochs = plan(tcfg, opts.epochs, every)
-    run = train_run(comm, tcfg, spec, every, early_stop, resume, opts.quiet)
+    run = train_run(comm, tcfg, spec, every, early_stop, resume, opts.quiet, restart)
     run_topology(comm, run, spec, replace(opts, epochs=tuple(epochs)))
     made = []
     if comm.Get_rank() == 0:

@@ -22,14 +22,37 @@ def _smooth(y: np.ndarray, width: int) -> np.ndarray:
     return np.convolve(np.pad(y, (width // 2, width - 1 - width // 2), mode="edge"), k, mode="valid")
 
 
+def formats() -> tuple:
+    """File suffixes matplotlib can write (.png, .pdf, .svg, ...)."""
+    return tuple(f".{k}" for k in plt.figure().canvas.get_supported_filetypes())
+
+
+def is_figure(path) -> bool:
+    """True for a file that is already a figure (writing a figure over it loses nothing)."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    return head.startswith((b"\x89PNG", b"%PDF", b"%!PS", b"\xff\xd8", b"GIF8", b"RIFF", b"II*", b"MM\x00*")) \
+        or b"<svg" in head
+
+
+def check_out(out, overwrite: bool = False):
+    """A figure path that is safe to write (see storage.check_output)."""
+    plt.close("all")
+    return storage.check_output(out, kinds=formats(), mine=is_figure, overwrite=overwrite)
+
+
 def save_figure(fig, out):
     """Save atomically (temporary name, then rename), creating the folder."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(out)
+    with storage.writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+        try:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight")
+            tmp.replace(out)
+        finally:
+            plt.close(fig)
+            tmp.unlink(missing_ok=True)
     return out
 
 
@@ -37,6 +60,8 @@ def betti_curves(run: storage.Run, epochs: list, dim: int, out, smooth: int = 0,
                  allow_mixed: bool = False):
     """Betti curves (cavities per node) of `dim` for the epochs, against distance and density."""
     check_epochs(run, epochs, allow_mixed)
+    if smooth < 0:
+        raise UserError(f"--smooth {smooth}: must be 0 (none) or a positive width")
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     cmap = plt.get_cmap("viridis")
     last = None

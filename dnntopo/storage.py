@@ -5,10 +5,12 @@ topology/epoch_XXXX.h5 and plots/.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,25 +78,67 @@ def open_run(path) -> Run:
     return run
 
 
+#: Keys every run's config.json holds (written by `dnntopo train`).
+CONFIG_KEYS = ("net", "dataset", "trial", "input_shape", "num_classes")
+
+
 def read_config(run: Run) -> dict:
     try:
-        return json.loads(run.config.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {run.config}: {exc}; rerun `dnntopo train` for this run") from None
+        cfg = json.loads(run.config.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {run.config}: {exc}; it is damaged: train the run again "
+                        f"(dnntopo train ... --restart)") from None
+    missing = [k for k in CONFIG_KEYS if not isinstance(cfg, dict) or k not in cfg]
+    if missing:
+        raise UserError(f"{run.config} is not a run's config (it lacks {', '.join(missing)}); it is "
+                        f"damaged: train the run again (dnntopo train ... --restart)")
+    return cfg
 
 
 def write_config(run: Run, config: dict):
     data = dict(config, version=__version__)
-    write_text_atomic(run.config, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    with writing(run.config):
+        write_text_atomic(run.config, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def writing(path):
+    """Turn a failed write (read-only folder, full disk, ...) into one line naming the file."""
+    try:
+        yield
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise UserError(f"cannot write {path}: {why}; check the folder's permissions and free space") from None
+
+
+def check_space(folder, need: int, what: str):
+    """Before heavy work: the folder must be writable and hold `need` bytes (and 16 MB more)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write in {folder}: {exc.strerror or exc}; check its permissions") from None
+    free = shutil.disk_usage(folder).free
+    if free < need + 16 * 2**20:
+        raise UserError(f"{folder} has {free / 2**20:.0f} MB free, {what} need about "
+                        f"{(need + 16 * 2**20) / 2**20:.0f} MB; free some space or choose another folder")
 
 
 def read_stats(run: Run) -> list[dict]:
     """Rows of stats.csv as dicts of numbers (empty when there is none yet)."""
     if not run.stats.exists():
         return []
-    with open(run.stats, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()} for r in rows]
+    try:
+        with open(run.stats, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        out = [{k: (int(r[k]) if k == "epoch" else float(r[k])) for k in STATS_FIELDS} for r in rows]
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"cannot read {run.stats}: not the stats of `dnntopo train` ({exc}); it is "
+                        f"damaged: train the run again (dnntopo train ... --restart)") from None
+    return out
 
 
 def write_stats(run: Run, rows: list[dict]):
@@ -103,7 +147,8 @@ def write_stats(run: Run, rows: list[dict]):
     w.writeheader()
     for r in sorted(rows, key=lambda r: r["epoch"]):
         w.writerow({k: (r[k] if k == "epoch" else f"{r[k]:.6f}") for k in STATS_FIELDS})
-    write_text_atomic(run.stats, buf.getvalue())
+    with writing(run.stats):
+        write_text_atomic(run.stats, buf.getvalue())
 
 
 def h5_file(path, mode="r"):
@@ -133,7 +178,7 @@ def write_epoch_file(path, attrs: dict, arrays: dict, group_attrs: dict | None =
     """
     path = Path(path)
     clean_stale(path)
-    with atomic_path(path) as tmp:
+    with writing(path), atomic_path(path) as tmp:
         with h5_file(tmp, "w") as f:
             for k, v in attrs.items():
                 f.attrs[k] = v
@@ -231,3 +276,45 @@ def read_epoch(path, edges: bool = False) -> dict:
             raise UserError(f"{path} lacks {exc}; it was not written by this version of dnntopo, "
                             f"recompute it with --force") from None
     return out
+
+
+#: Files of a run that no command's --out may overwrite (they are the run's record).
+PROTECTED = ("config.json", "stats.csv")
+
+
+def check_output(path, kinds: tuple = (), mine=None, overwrite: bool = False, what: str = "--out") -> Path:
+    """Refuse an output path that would overwrite a run's own files (config.json, stats.csv,
+    checkpoints, epoch files, logs, spec.json), one whose suffix is not among `kinds`, or an
+    existing file that is not of the kind this command writes (`mine(path)` false), unless
+    `overwrite`; return it as a Path."""
+    path = Path(path)
+    if kinds and path.suffix.lower() not in kinds:
+        raise UserError(f"{what} {path}: unsupported file type {path.suffix or '(none)'}; use "
+                        f"{', '.join(kinds)}")
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder; give a file name")
+    parts = path.resolve().parts
+    in_run = any((Path(*parts[:k]) / "config.json").is_file() for k in range(1, len(parts)))
+    if in_run and (path.name in PROTECTED or path.suffix in (".pt", ".h5") or path.name == "spec.json"
+                   or "checkpoints" in parts or "logs" in parts):
+        raise UserError(f"{what} {path} is one of its run's own files; choose another name")
+    if path.exists() and not overwrite and not (mine is not None and _safe(mine, path)):
+        raise UserError(f"{what} {path} exists and was not written by this command; remove it, "
+                        f"choose another name, or pass --overwrite")
+    return path
+
+
+def _safe(test, path) -> bool:
+    try:
+        return bool(test(path))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+
+
+def starts_with(*heads: bytes):
+    """A `mine` test for check_output: the existing file begins with one of `heads`."""
+    def test(path):
+        with open(path, "rb") as fh:
+            first = fh.read(max(len(h) for h in heads))
+        return any(first.startswith(h) for h in heads)
+    return test

@@ -79,6 +79,11 @@ class TrainConfig:
         return self
 
 
+def _checkpoint_bytes(cfg: TrainConfig, train_set) -> int:
+    model = models.build(cfg.net, train_set.shape, train_set.num_classes)
+    return sum(p.numel() * p.element_size() for p in model.state_dict().values())
+
+
 def resolve_device(device: str) -> torch.device:
     """'auto' is CUDA when present (as the original did), else the CPU."""
     if device == "auto":
@@ -153,18 +158,83 @@ def evaluate(model, ds: data.ImageSet, device, batch=1000) -> tuple[float, float
 
 
 def save_atomic(obj, path):
-    with atomic_path(path) as tmp:
+    with storage.writing(path), atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
-def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, on_epoch=None) -> storage.Run:
-    """Train one run; return its folder. `on_epoch(epoch, model, row)` may return True to stop."""
+#: Fields that say how far, where and on what a run is trained, not what the run is.
+NOT_IDENTITY = ("epochs", "save_epochs", "device", "run_dir", "data_root")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_existing(run: storage.Run, cfg: TrainConfig, resume: bool) -> str:
+    """What to do with a run folder that may hold a training: "new", "reuse" (the same training,
+    complete: nothing to do) or "resume". A different training, or an incomplete one without
+    --resume, is refused: an existing run is never overwritten or mixed."""
+    if not run.config.exists():
+        if run.stats.exists() or run.saved_epochs():
+            raise UserError(f"{run.root} holds checkpoints or stats but no config.json; remove the "
+                            f"folder or pass --restart")
+        return "new"
+    old = storage.read_config(run)
+    new = dataclasses.asdict(cfg)
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    diff = [f"{_flag(k)} {old.get(k, defaults[k])!r} ({new[k]!r} asked)"
+            for k in new if k not in NOT_IDENTITY and old.get(k, defaults[k]) != new[k]]
+    if diff:
+        raise UserError(f"{run.root} holds another training ({', '.join(diff)}); use another --trial "
+                        f"or --run-dir, or pass --restart to remove its checkpoints, topology and stats "
+                        f"and train anew")
+    done = max((r["epoch"] for r in storage.read_stats(run)), default=-1)
+    lost = [e for e in cfg.save_epochs if e <= done and not run.checkpoint(e).exists()]
+    if lost:
+        raise UserError(f"--save-epochs {' '.join(map(str, lost))}: {run.root} was trained past them "
+                        f"without checkpointing them; pass --restart to train anew with them")
+    if done >= cfg.epochs:
+        return "reuse"
+    if not resume:
+        raise UserError(f"{run.root} holds this training up to epoch {done} of {cfg.epochs}; continue "
+                        f"it with --resume, or pass --restart to train anew")
+    return "resume"
+
+
+def restart(run: storage.Run):
+    """Remove a run's training and everything computed from it (checkpoints, stats, config,
+    topology, plots) before it is trained anew."""
+    import shutil
+    for d in (run.checkpoints, run.topology, run.plots):
+        shutil.rmtree(d, ignore_errors=True)
+    for f in (run.stats, run.config, run.root / "logs" / "jobs.json"):
+        f.unlink(missing_ok=True)
+
+
+def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, on_epoch=None,
+          restart_run: bool = False) -> storage.Run:
+    """Train one run; return its folder. `on_epoch(epoch, model, row)` may return True to stop.
+
+    An existing run is reused when it holds this training already, continued with `resume`, and
+    removed first only with `restart_run`; anything else is refused (see `check_existing`)."""
     cfg.validate()
+    run = storage.Run(storage.run_path(cfg.run_dir, cfg.net, cfg.dataset, cfg.trial))
+    if restart_run:
+        restart(run)
+    todo = check_existing(run, cfg, resume)
+    if todo == "reuse":
+        _say(quiet, f"{run.root}: trained to epoch {cfg.epochs} with these parameters already; "
+                    f"nothing to train (--restart trains anew)")
+        return run
+    if todo == "resume":
+        old = storage.read_config(run)
+        cfg = dataclasses.replace(cfg, save_epochs=sorted(set(cfg.save_epochs) | set(old.get("save_epochs", []))))
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     train_set, test_set = prepare_data(cfg)
-    run = storage.Run(storage.run_path(cfg.run_dir, cfg.net, cfg.dataset, cfg.trial))
     storage.ensure_dirs(run)
+    storage.check_space(run.root, _checkpoint_bytes(cfg, train_set) * (len(cfg.save_epochs) + 2),
+                        "the checkpoints")
     model = models.build(cfg.net, train_set.shape, train_set.num_classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=cfg.patience)

@@ -41,18 +41,24 @@ def write_text_atomic(path, text: str):
 
 
 def clean_stale(path) -> list[Path]:
-    """Remove the temporaries of `path` left by writers that no longer run (killed jobs).
+    """Remove the temporaries left by writers that no longer run (killed jobs) in `path`'s folder.
 
-    A temporary of another host is taken as stale too: two jobs never write one file at once.
+    Every temporary of this host whose process is gone goes, whatever file it was for; a
+    temporary of another host is removed only for `path` itself (two jobs never write one file
+    at once, but jobs on other nodes may be writing other files of the folder right now).
     """
     removed = []
     path = Path(path)
     if not path.parent.is_dir():
         return removed
     me = socket.gethostname()
-    for p in path.parent.glob(f".{path.name}{TMP_MARK}*"):
-        host, _, pid = p.name.rsplit(TMP_MARK, 1)[-1].rpartition("-")
-        if host == me and pid.isdigit() and _alive(int(pid)):
+    for p in path.parent.glob(f".*{TMP_MARK}*"):
+        target, _, tag = p.name.rpartition(TMP_MARK)
+        host, _, pid = tag.rpartition("-")
+        if host == me and pid.isdigit():
+            if _alive(int(pid)):
+                continue
+        elif target != f".{path.name}":
             continue
         with contextlib.suppress(FileNotFoundError):
             p.unlink()

@@ -31,11 +31,15 @@ def test_clean_stale_keeps_live_writers(tmp_path):
     other_host = tmp_path / f".epoch_0001.h5{TMP_MARK}elsewhere-{os.getpid()}"
     live = temp_name(target)
     other_epoch = tmp_path / f".epoch_0002.h5{TMP_MARK}{host}-{dead.pid}"
-    for p in (stale, other_host, live, other_epoch):
+    other_epoch_live = tmp_path / f".epoch_0003.h5{TMP_MARK}{host}-{os.getpid()}"
+    other_epoch_elsewhere = tmp_path / f".epoch_0004.h5{TMP_MARK}elsewhere-{dead.pid}"
+    for p in (stale, other_host, live, other_epoch, other_epoch_live, other_epoch_elsewhere):
         p.write_text("")
     removed = clean_stale(target)
-    assert sorted(removed) == sorted([stale, other_host])
-    assert live.exists() and other_epoch.exists()      # another epoch's writer is left alone
+    # a dead writer of this host goes whatever its file (the next write of the folder cleans it);
+    # another host's temporary only for this very file (jobs on other nodes may be writing now)
+    assert sorted(removed) == sorted([stale, other_host, other_epoch])
+    assert live.exists() and other_epoch_live.exists() and other_epoch_elsewhere.exists()
 
 
 def test_site_file_and_time_limits(tmp_path):

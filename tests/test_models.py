@@ -91,7 +91,7 @@ def test_bad_layer_and_checkpoint(tmp_path):
         models.check_layers(model, "lenet", ["nope"])
     other = models.build("lenet_300_100", (1, 28, 28), 10)
     torch.save(other.state_dict(), tmp_path / "e.pt")
-    with pytest.raises(UserError, match="does not match --net lenet"):
+    with pytest.raises(UserError, match="does not match the lenet net for this dataset .missing"):
         models.load_state(model, tmp_path / "e.pt", "lenet")
     with pytest.raises(UserError, match="does not exist"):
         models.load_state(model, tmp_path / "none.pt", "lenet")

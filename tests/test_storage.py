@@ -79,8 +79,18 @@ def test_run_paths(tmp_path):
     assert run.saved_epochs() == [0, 5] and run.epoch_file(5).name == "epoch_0005.h5"
     with pytest.raises(UserError, match="no run there"):
         storage.open_run(tmp_path / "nothing")
-    storage.write_config(run, {"net": "lenet"})
+    cfg = {"net": "lenet", "dataset": "fashion_mnist", "trial": 2, "input_shape": [1, 28, 28], "num_classes": 10}
+    storage.write_config(run, cfg)
     assert storage.read_config(run)["net"] == "lenet" and os.path.exists(run.config)
+    for bad, needle in (("[]", "lacks net"), ("{}", "lacks net, dataset"), ("{", "cannot read"),
+                        ('{"net": "lenet"}', "lacks dataset")):
+        run.config.write_text(bad)
+        with pytest.raises(UserError, match=needle):
+            storage.read_config(run)
+    storage.write_config(run, cfg)
     storage.write_stats(run, [{"epoch": 1, "loss_train": 1.0, "loss_test": 2.0, "acc_train": 0.5, "acc_test": 0.25}])
     assert storage.read_stats(run) == [{"epoch": 1, "loss_train": 1.0, "loss_test": 2.0, "acc_train": 0.5,
                                         "acc_test": 0.25}]
+    run.stats.write_text("epoch,acc\n1,x\n")
+    with pytest.raises(UserError, match="stats.csv: not the stats of `dnntopo train`"):
+        storage.read_stats(run)
