@@ -288,12 +288,13 @@ def read_checkpoint(path) -> dict:
         raise UserError(f"checkpoint {path} is a folder, not a file") from None
     except Exception as exc:
         msg = (str(exc).splitlines() or [""])[0]
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "Unsupported global" in str(exc) or "allowlist" in str(exc):
             why = "it holds Python objects, not only tensors: not a state_dict saved by dnntopo"
         elif not Path(path).stat().st_size:
             why = "the file is empty"
         else:
-            why = f"not a PyTorch checkpoint ({type(exc).__name__}{': ' + msg[:120] if msg else ''})"
+            why = ("not a PyTorch checkpoint (damaged, or another kind of file)" if "Weights only load failed" in msg
+                   else f"not a PyTorch checkpoint ({type(exc).__name__}{': ' + msg[:120] if msg else ''})")
         raise UserError(f"cannot load checkpoint {path}: {why}; train that epoch again") from None
 
 

@@ -102,13 +102,10 @@ def run_topology(comm, run: storage.Run, spec: TopologySpec,
     model = models.build(net, tuple(cfg["input_shape"]), int(cfg["num_classes"]))
     spec = replace(spec, layers=tuple(models.check_layers(model, net, spec.layers)))
     rank0 = comm.Get_rank() == 0
-    if rank0:
-        run.topology.mkdir(parents=True, exist_ok=True)
-        record(run, spec)
-    comm.Barrier()
-    if rank0:
+    if rank0:   # before any heavy work: the folder must take the files
         need = spec.samples * 4 * 4096 if opts.save_activations else 0   # a rough bound per epoch
         storage.check_space(run.topology, need, "the epoch files")
+    comm.Barrier()
     try:
         split_set = data.load(dataset, cfg.get("data_root"), spec.sample_split)
     except UserError as exc:
@@ -135,6 +132,8 @@ def run_topology(comm, run: storage.Run, spec: TopologySpec,
             if "dipha_launch" in info:
                 _say(opts.quiet, f"DIPHA ran through {info['dipha_launch']} ({info['dipha_procs']} "
                                  f"processes, {info['seconds_dipha']:.1f} s)")
+    if rank0:
+        record(run, spec)   # the run's spec, for `status`: the last one computed
     return out
 
 

@@ -114,9 +114,9 @@ def writing(path):
 def check_space(folder, need: int, what: str):
     """Before heavy work: the folder must be writable and hold `need` bytes (and 16 MB more)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     probe = folder / f".write-test-{os.getpid()}"
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
@@ -288,9 +288,6 @@ def check_output(path, kinds: tuple = (), mine=None, overwrite: bool = False, wh
     existing file that is not of the kind this command writes (`mine(path)` false), unless
     `overwrite`; return it as a Path."""
     path = Path(path)
-    if kinds and path.suffix.lower() not in kinds:
-        raise UserError(f"{what} {path}: unsupported file type {path.suffix or '(none)'}; use "
-                        f"{', '.join(kinds)}")
     if path.is_dir():
         raise UserError(f"{what} {path} is a folder; give a file name")
     parts = path.resolve().parts
@@ -298,6 +295,9 @@ def check_output(path, kinds: tuple = (), mine=None, overwrite: bool = False, wh
     if in_run and (path.name in PROTECTED or path.suffix in (".pt", ".h5") or path.name == "spec.json"
                    or "checkpoints" in parts or "logs" in parts):
         raise UserError(f"{what} {path} is one of its run's own files; choose another name")
+    if kinds and path.suffix.lower() not in kinds:
+        raise UserError(f"{what} {path}: unsupported file type {path.suffix or '(none)'}; use "
+                        f"{', '.join(kinds)}")
     if path.exists() and not overwrite and not (mine is not None and _safe(mine, path)):
         raise UserError(f"{what} {path} exists and was not written by this command; remove it, "
                         f"choose another name, or pass --overwrite")

@@ -67,10 +67,14 @@ def test_diagram_read_and_write(tmp_path):
     dipha.write_diagram(tmp_path / "b", dims, b, d)
     assert (tmp_path / "b").read_bytes() == diagram_bytes()
     # conventions: halved values, essential with the largest value, no zero-persistence pair
+    # ... and DIPHA's order: by (dim, birth, death), dim signed (essential classes first)
     dims, b, d = dipha.to_dipha([np.array([[0, 0.25], [0, np.inf]]), np.array([[0.3, 0.3], [0.2, 0.4]])], top=1.0)
-    assert list(dims) == [0, -1, 1] and list(b) == [0, 0, 0.1] and list(d) == [0.125, 0.5, 0.2]
+    assert list(dims) == [-1, 0, 1] and list(b) == [0, 0, 0.1] and list(d) == [0.5, 0.125, 0.2]
     back = dipha.from_dipha(dims, b, d)
     assert np.array_equal(back[0], [[0, 0.25], [0, np.inf]]) and np.array_equal(back[1], [[0.2, 0.4]])
+    dims, b, d = dipha.to_dipha([np.array([[0, 0.5], [0, 0.25], [0, np.inf]]), np.array([[0.3, np.inf]]),
+                                 np.array([[0.2, np.inf]])], top=1.0)
+    assert list(dims) == [-3, -2, -1, 0, 0] and list(d) == [0.5, 0.5, 0.5, 0.125, 0.25]
 
 
 def test_bad_files_are_one_line(tmp_path):
@@ -111,17 +115,89 @@ def test_dnntopo_dipha_equals_real_dipha(regression, tmp_path, expected, source,
     out = tmp_path / "out.diagram"
     subprocess.run([str(BIN / "dnntopo-dipha"), "--upper_dim", str(upper), "--dual",
                     str(regression / f"{source}.complex"), str(out)], check=True)
-    want, got = dipha.read_diagram(regression / f"{expected}.diagram"), dipha.read_diagram(out)
-    ka, kb = np.lexsort(want[::-1]), np.lexsort(got[::-1])
-    assert len(want[0]) == len(got[0])
-    for x, y in zip(want, got):
-        assert np.allclose(x[ka], y[kb], rtol=0, atol=1e-12)   # float64 values of the input, not float32
+    # byte for byte: the float64 values of the input (not float32), in DIPHA's order of pairs
+    assert out.read_bytes() == (regression / f"{expected}.diagram").read_bytes()
 
 
-def test_export_run_import_roundtrip(trained_run, tmp_path):
-    run_dir = copy_run(trained_run, tmp_path / "run")
+def test_dnntopo_dipha_command_line_is_diphas(tmp_path):
+    """DIPHA's flags: options before IN OUT, --upper_dim required for a distance matrix,
+    --upper_dim 0 an empty diagram; anything else one usage line and a non-zero exit."""
+    src, out = tmp_path / "in.complex", tmp_path / "out.diagram"
+    src.write_bytes(full_bytes()[0])
+
+    def run(*args):
+        return subprocess.run([str(BIN / "dnntopo-dipha"), *map(str, args)], capture_output=True, text=True)
+
+    from dnntopo.dipha.cli import UsageError, parse
+    for args in [("--upper_dim", src, out), ("--upper_dim", "x", src, out), ("--upper_dim", "-1", src, out),
+                 ("--upper_dim", "2", "--twist", src, out), (src, out, "--upper_dim", "2"),
+                 ("--upper_dim=2", src, out), (src,)]:
+        with pytest.raises(UsageError):
+            parse(args)
+    assert parse(["--dual", "--upper_dim", "3", "--upper_dim", "2", src, out])["upper_dim"] == 2
+    p = run(src, out)          # no --upper_dim: DIPHA refuses a distance matrix without it
+    assert p.returncode != 0 and not out.exists()
+    assert len(p.stderr.strip().splitlines()) == 1 and "usage: dnntopo-dipha" in p.stderr, p.stderr
+    assert run("--upper_dim", "0", src, out).returncode == 0
+    assert out.read_bytes() == struct.pack("<qqq", MAGIC, 2, 0)
+    p = run("--benchmark", "--dual", "--upper_dim", "1", src, out)
+    assert p.returncode == 0 and "dnntopo-dipha: 3 vertices" in p.stdout
+    # 3 points, edges 0.5 (0-1), 0.25 (1-2), 1.5 (0-2): one essential class, two finite pairs
+    assert out.read_bytes() == (struct.pack("<qqq", MAGIC, 2, 3) + struct.pack("<qdd", -1, 0, 0.75)
+                                + struct.pack("<qdd", 0, 0, 0.125) + struct.pack("<qdd", 0, 0, 0.25))
+
+
+def four_cycle(eps=1e-10):
+    """A 4-cycle with sides 1 and diagonals 1 + eps: DIPHA reports the dim-1 pair (1, 1 + eps),
+    halved; in float32 the diagonals equal the sides and the pair has zero persistence."""
+    a, b = 1.0, 1.0 + eps
+    return np.array([[0, a, b, a], [a, 0, a, b], [b, a, 0, a], [a, b, a, 0]])
+
+
+@pytest.mark.parametrize("kind", ["full", "sparse"])
+def test_float32_would_merge_distances_so_float64_is_used(tmp_path, kind):
+    mat = four_cycle()
+    src, out = tmp_path / "c4.complex", tmp_path / "c4.diagram"
+    if kind == "full":
+        dipha.write_full(src, mat)
+    else:
+        i, j = np.triu_indices(4, 1)
+        c, cols, vals, _ = dipha.symmetric_lists(4, i, j, mat[i, j])
+        dipha.write_sparse(src, 4, c, cols, vals)
+    subprocess.run([str(BIN / "dnntopo-dipha"), "--upper_dim", "2", str(src), str(out)], check=True)
+    top = (1 + 1e-10) / 2
+    want = (struct.pack("<qqq", MAGIC, 2, 5) + struct.pack("<qdd", -1, 0, top) + struct.pack("<qdd", 0, 0, 0.5) * 3
+            + struct.pack("<qdd", 1, 0.5, top))
+    assert out.read_bytes() == want
+
+
+def test_float32_merge_without_a_float64_engine_is_refused(tmp_path, monkeypatch):
+    import importlib.util
+
+    from dnntopo.dipha import cli
+    src = tmp_path / "c4.complex"
+    dipha.write_full(src, four_cycle())
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gudhi" else real(name, *a))
+    with pytest.raises(UserError, match=f"{src}: distinct distances .* equal in float32") as exc:
+        cli.compute(src, tmp_path / "o.diagram", 2)
+    assert "\n" not in str(exc.value) and not (tmp_path / "o.diagram").exists()
+    # without a merge, the float32 engine is used (and gives DIPHA's values)
+    dipha.write_full(src, four_cycle(eps=0.25))
+    assert cli.compute(src, tmp_path / "o.diagram", 2) == 5
+
+
+@pytest.fixture(scope="module")
+def giotto_epoch(trained_run, tmp_path_factory):
+    """A run whose epoch 1 was computed serially by giotto (as `mpi_topology` asks for it)."""
+    run_dir = copy_run(trained_run, tmp_path_factory.mktemp("giotto") / "run")
     dnntopo("-q", "topology", "--run", run_dir, "--epochs", "1", "--samples", "400", "--max-dim", "2",
             "--max-distance", "0.5", check=True)
+    return run_dir
+
+
+def test_export_run_import_roundtrip(giotto_epoch, tmp_path):
+    run_dir = Path(shutil.copytree(giotto_epoch, tmp_path / "run"))
     run = storage.Run(run_dir)
     with h5py.File(run.epoch_file(1)) as f:
         before = {k: f[f"diagrams/dim_{k}"][()] for k in range(3)}
@@ -183,6 +259,53 @@ def test_handoff_spawn_and_fallback_give_the_same_file(trained_run, tmp_path):
                 assert np.array_equal(f[f"diagrams/dim_{k}"][()], ref[k]), (mode, k)
             assert dict(f["summary/dim_1"].attrs) == ref_sum
         assert not [q for q in os.listdir(path.parent) if q.startswith(".")]
+
+
+# A DIPHA that writes a complete-looking diagram (right header and size) with wrong pairs first
+# and the right pairs in place 2 s later, as DIPHA writes its header before sorting the pairs in
+# place; it records its arguments beside itself.
+TORN = """
+import os, struct, sys, time
+from mpi4py import MPI
+args = sys.argv[1:]
+if MPI.COMM_WORLD.Get_rank() == 0:
+    with open(sys.argv[0] + ".args", "w") as fh:
+        fh.write(" ".join(args))
+    from dnntopo.dipha.cli import compute
+    src, out = args[-2], args[-1]
+    right = out + ".right"
+    compute(src, right, int(args[args.index("--upper_dim") + 1]))
+    with open(right, "rb") as fh:
+        raw = fh.read()
+    os.unlink(right)
+    with open(out, "wb") as fh:
+        fh.write(raw[:24] + struct.pack("<qdd", 0, 0.0, 0.01) * ((len(raw) - 24) // 24))
+    time.sleep(2)
+    with open(out, "r+b") as fh:
+        fh.seek(24)
+        fh.write(raw[24:])
+MPI.COMM_WORLD.Barrier()
+"""
+
+
+@pytest.mark.mpi
+def test_spawned_dipha_is_read_only_once_finished(giotto_epoch, tmp_path):
+    run_dir = Path(shutil.copytree(giotto_epoch, tmp_path / "run"))
+    path = storage.Run(run_dir).epoch_file(1)
+    with h5py.File(path) as f:
+        ref = [f[f"diagrams/dim_{k}"][()] for k in range(3)]
+    fake = tmp_path / "dipha_torn"
+    fake.write_text(f"#!{sys.executable}\n" + TORN)
+    fake.chmod(0o755)
+    p = mpi_topology(run_dir, 2, ["--backend", "dipha", "--dipha", fake, "--dipha-launch", "spawn"])
+    assert p.returncode == 0, p.stderr
+    args = (tmp_path / "dipha_torn.args").read_text().split()
+    assert "--dual" in args and args[args.index("--upper_dim") + 1] == "3"   # DIPHA's fast path
+    with h5py.File(path) as f:
+        assert f.attrs["backend"] == "dipha"
+        for k in range(3):
+            assert np.array_equal(f[f"diagrams/dim_{k}"][()], ref[k]), k
+    assert not [q for q in os.listdir(path.parent) if q.startswith(".")]
 
 
 @pytest.mark.mpi

@@ -5,7 +5,8 @@ Readers map the file (numpy.memmap) instead of loading it twice and check that t
 counts add up to the file's size; each problem is one clear line naming the file.
 DIPHA's conventions: Rips values are half the distance; an essential class of dimension k is
 written with dim -k-1 and the largest value in the complex as its "death"; pairs with zero
-persistence are not written.
+persistence are not written; pairs are written sorted by (dim, birth, death), dim signed (the
+essential classes, negative, first), which is DIPHA's byte order.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from dnntopo.errors import UserError
 from hpc.io import atomic_path
 
 MAGIC = 8067171840
+#: How every DIPHA file begins: the magic number as 8 little-endian bytes.
+MAGIC_BYTES = int(MAGIC).to_bytes(8, "little")
 FULL, SPARSE, DIAGRAM = 7, 8, 2
 NAMES = {FULL: "full distance matrix (type 7)", SPARSE: "sparse distance matrix (type 8)",
          DIAGRAM: "persistence diagram (type 2)"}
@@ -149,7 +152,8 @@ def edges_from_file(path):
 
 def to_dipha(diagrams: list, top: float):
     """Diagrams in distance units -> DIPHA's triples: values halved, essential dim -k-1 with
-    `top` (the largest distance in the complex) as death, zero-persistence pairs dropped."""
+    `top` (the largest distance in the complex) as death, zero-persistence pairs dropped, in
+    DIPHA's order (`sort_pairs`)."""
     dims, births, deaths = [], [], []
     for k, dg in enumerate(diagrams):
         dg = np.asarray(dg, dtype=np.float64).reshape(-1, 2)
@@ -160,7 +164,16 @@ def to_dipha(diagrams: list, top: float):
         births.append(dg[:, 0] / 2)
         deaths.append(np.where(ess, top / 2, dg[:, 1] / 2))
     cat = lambda x, t: np.concatenate(x) if x else np.empty(0, t)  # noqa: E731
-    return cat(dims, np.int64), cat(births, np.float64), cat(deaths, np.float64)
+    return sort_pairs(cat(dims, np.int64), cat(births, np.float64), cat(deaths, np.float64))
+
+
+def sort_pairs(dims, births, deaths):
+    """The triples in DIPHA's order: by (dim, birth, death), dim as the signed int64 written
+    (so essential classes of dimension 2, 1, 0 (-3, -2, -1) come before the finite pairs)."""
+    dims, births, deaths = (np.asarray(dims, np.int64), np.asarray(births, np.float64),
+                            np.asarray(deaths, np.float64))
+    order = np.lexsort((deaths, births, dims))
+    return dims[order], births[order], deaths[order]
 
 
 def from_dipha(dims, births, deaths, max_dim: int | None = None) -> list[np.ndarray]:
