@@ -209,7 +209,7 @@ def cmd_export_dipha(a):
     from dnntopo import storage
     from dnntopo.dipha import backend
     run = storage.open_run(a.run)
-    out = backend.export_epoch(run, a.epoch, a.out, a.full)
+    out = backend.export_epoch(run, a.epoch, a.out, a.full, overwrite=a.overwrite)
     max_dim = storage.read_attrs(run.epoch_file(a.epoch))["max_dim"]
     print(out)
     if not a.quiet:
@@ -221,7 +221,7 @@ def cmd_export_dipha(a):
 def cmd_import_dipha(a):
     from dnntopo import storage
     from dnntopo.dipha import backend
-    print(backend.import_epoch(storage.open_run(a.run), a.epoch, a.diagram))
+    print(backend.import_epoch(storage.open_run(a.run), a.epoch, a.diagram, max_dim=a.max_dim))
 
 
 def _mixed(p):
@@ -325,12 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epoch", type=int, required=True, help="epoch")
     t.add_argument("--out", default=None, help="output file (default topology/epoch_XXXX.complex)")
     t.add_argument("--full", action="store_true", help="full matrix (type 7; needs --save-dense) instead of sparse")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not DIPHA's")
     t.set_defaults(func=cmd_export_dipha)
 
     t = sub.add_parser("import-dipha", help="put a DIPHA persistence diagram into an epoch file")
     t.add_argument("--run", required=True, help="run folder")
     t.add_argument("--epoch", type=int, required=True, help="epoch")
     t.add_argument("--diagram", required=True, help="DIPHA diagram file (type 2)")
+    t.add_argument("--max-dim", type=int, default=None,
+                   help="import dimensions 0..D only (fewer than the epoch holds; its max_dim becomes D)")
     t.set_defaults(func=cmd_import_dipha)
     return p
 

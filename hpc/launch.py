@@ -6,13 +6,35 @@ the program directly when P is 1, with the launcher's variables removed so that 
 allows it). `auto` tries spawn and falls back to mpiexec when spawning is refused (Open MPI 4
 singletons, `srun` allocations without free slots). Either way the wait is bounded: the output
 must be complete (as judged by `ready(path)`) within `timeout` seconds.
+
+The output is accepted only once the program has finished, never while it may still be writing
+(a program may write a complete-looking file first and then rewrite parts of it in place):
+with mpiexec, once its process has exited; with spawn, once every spawned process has finished
+(called MPI_Finalize). The spawn wait has two phases, both inside `timeout`: rank 0 polls
+`ready(output)` (a program that never writes its output ends in the timeout error without
+touching the intercommunicator), then every rank disconnects the intercommunicator
+(MPI_Comm_disconnect returns when the children have finalized) and only then is `ready(output)`
+checked. The disconnect runs in a helper thread (MPI_THREAD_MULTIPLE) while the calling thread
+sleeps, so that a program that writes its output but never finalizes still ends in the timeout
+error; the helper thread then stays blocked in the disconnect, and the caller must end the job
+(MPI_Abort, which also ends the spawned processes): MPI_Finalize would wait for them forever.
+Without MPI_THREAD_MULTIPLE the disconnect waits in the calling thread, unbounded. Open MPI 4.1
+fails the disconnect when the children finalize while it waits ("ORTE_ERROR_LOG: Server not
+available in file .../dpm.c", one line per rank on stderr, then MPI_ERR_COMM); it fails only
+after they have ended, so the error is taken as their end and the output check that follows
+decides. That line is left out of stderr (stderr goes to a temporary file while the disconnect
+waits and is copied back without it).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -99,6 +121,98 @@ def _wait_ready(ready, output, timeout, proc=None, progress=None, errfile=None):
         time.sleep(0.05)
 
 
+#: What Open MPI 4.1 prints when a disconnect meets children that finalized without it.
+DISCONNECT_NOISE = re.compile(rb"ORTE_ERROR_LOG: Server not available in file \S*dpm\.c")
+
+
+@contextlib.contextmanager
+def _stderr_without(noise: re.Pattern):
+    """Meanwhile this process's stderr (fd 2) goes to a temporary file; afterwards it is copied
+    back without the lines that match `noise`."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = b"".join(ln for ln in tmp.read().splitlines(keepends=True) if not noise.search(ln))
+            if text:
+                os.write(2, text)
+
+
+def _disconnect(inter, seconds: float, tick=None) -> bool:
+    """Disconnect the intercommunicator (returns once the spawned processes have finalized);
+    False when that has not happened within `seconds` (the helper thread stays blocked then).
+    The calling thread sleeps meanwhile, calling `tick()` about every 0.2 s."""
+    from mpi4py import MPI
+
+    def run():
+        try:
+            inter.Disconnect()
+        except MPI.Exception:
+            pass  # Open MPI 4.1: an error once the children have ended (see the module docstring)
+
+    if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
+        run()
+        return True
+    helper = threading.Thread(target=run, name="disconnect", daemon=True)
+    helper.start()
+    deadline = time.monotonic() + max(seconds, 0.0)
+    while helper.is_alive() and time.monotonic() < deadline:
+        helper.join(min(0.2, max(deadline - time.monotonic(), 0.0)))
+        if tick is not None:
+            tick()
+    return not helper.is_alive()
+
+
+def _wait_spawned(comm, inter, launch: Launch, output, ready, progress=None):
+    """After a spawn: wait (bounded by the timeout) until the output looks complete and every
+    spawned process has finished, then check the output. Raises LaunchError on every rank."""
+    t0 = time.monotonic()
+    rank = comm.Get_rank()
+    last = [0]
+
+    def tick():
+        if progress is not None and rank == 0 and int(time.monotonic() - t0) > last[0]:
+            last[0] = int(time.monotonic() - t0)
+            progress(last[0])
+
+    err = None
+    if rank == 0:
+        try:
+            _wait_ready(ready, output, launch.timeout, progress=progress)
+        except LaunchError as exc:
+            err = (str(exc), exc.kind)
+    quiet_barrier(comm)
+    err = comm.bcast(err, root=0)
+    if err:
+        # no output: no disconnect (it would wait for a program that may never finish); the
+        # caller ends the job, and with it the spawned processes
+        inter.Free()
+        raise LaunchError(*err)
+    last[0] = int(time.monotonic() - t0)
+    with _stderr_without(DISCONNECT_NOISE):
+        done = _disconnect(inter, launch.timeout - (time.monotonic() - t0), tick)
+    if rank == 0:
+        if not done:
+            err = (f"wrote {output} but did not finish within {launch.timeout:g} s (timeout)", "timeout")
+        elif not ready(output):
+            err = (f"finished without leaving a complete {output}", "incomplete")
+    quiet_barrier(comm)
+    err = comm.bcast(err, root=0)
+    if err:
+        raise LaunchError(*err)
+
+
 def run_external(comm, launch: Launch, output, ready, progress=None) -> str:
     """Run the program collectively; return the path that ran ('spawn' or 'mpiexec').
 
@@ -117,17 +231,7 @@ def run_external(comm, launch: Launch, output, ready, progress=None) -> str:
                 raise LaunchError(f"MPI_Comm_spawn of {launch.command} failed: {exc}",
                                   "spawn-refused") from None
         else:
-            err = None
-            if comm.Get_rank() == 0:
-                try:
-                    _wait_ready(ready, output, launch.timeout, progress=progress)
-                except LaunchError as exc:
-                    err = (str(exc), exc.kind)
-            quiet_barrier(comm)
-            err = comm.bcast(err, root=0)
-            inter.Free()
-            if err:
-                raise LaunchError(*err)
+            _wait_spawned(comm, inter, launch, output, ready, progress)
             return "spawn"
     elif mode == "spawn":
         raise LaunchError("spawning needs an MPI launch (mpiexec or srun); use mode mpiexec",

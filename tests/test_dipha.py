@@ -231,7 +231,10 @@ def test_export_run_import_roundtrip(giotto_epoch, tmp_path):
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
            "OMPI_MCA_rmaps_base_oversubscribe": "1"}
 FAKE = {"crash": "import sys\nfrom mpi4py import MPI\nsys.exit(3)\n",
-        "hang": "import time\nfrom mpi4py import MPI\ntime.sleep(600)\n"}
+        "hang": "import time\nfrom mpi4py import MPI\ntime.sleep(600)\n",
+        # writes a complete diagram, then never finishes: the wait for its end is bounded too
+        "linger": "import struct, sys, time\nfrom mpi4py import MPI\nif MPI.COMM_WORLD.Get_rank() == 0:\n"
+                  "    open(sys.argv[-1], 'wb').write(struct.pack('<qqq', 8067171840, 2, 0))\ntime.sleep(600)\n"}
 
 
 def mpi_topology(run_dir, k, extra, timeout=180):
@@ -309,7 +312,8 @@ def test_spawned_dipha_is_read_only_once_finished(giotto_epoch, tmp_path):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("kind,mode", [("crash", "mpiexec"), ("hang", "mpiexec"), ("hang", "spawn")])
+@pytest.mark.parametrize("kind,mode", [("crash", "mpiexec"), ("hang", "mpiexec"), ("hang", "spawn"),
+                                       ("linger", "spawn")])
 def test_failing_dipha_ends_the_job(trained_run, tmp_path, kind, mode):
     run_dir = copy_run(trained_run, tmp_path / "run")
     fake = tmp_path / f"dipha_{kind}"
