@@ -159,7 +159,11 @@ def evaluate(model, ds: data.ImageSet, device, batch=1000) -> tuple[float, float
 
 def save_atomic(obj, path):
     with storage.writing(path), atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:   # torch's own writer reports a full disk this way
+            raise OSError(28 if "write" in str(exc).lower() else 5,
+                          (str(exc).splitlines() or ["write failed"])[0][:120]) from None
 
 
 #: Fields that say how far, where and on what a run is trained, not what the run is.
