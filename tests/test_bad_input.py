@@ -172,3 +172,35 @@ def test_bad_input(base_run, tmp_path, name, damage, args, needles):
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     assert snapshot(runs) == before                      # nothing written, nothing removed
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 2 MB filesystem (tmpfs, mounted as root): a full disk the tests can make."""
+    import subprocess
+    where = tmp_path / "tiny"
+    where.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(where)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({p.stderr.strip()}); needs root")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_full_disk_is_refused_before_the_work(base_run, tiny_disk, fmnist_root):
+    # training into a folder without room for its checkpoints
+    p = dnntopo("train", "--epochs", "1", "--data-root", fmnist_root, "--subset", "0.05", "--run-dir", tiny_disk)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "MB free" in lines[0] and str(tiny_disk) in lines[0], p.stderr
+    assert not list((tiny_disk / "lenet_fashion_mnist" / "trial_0" / "checkpoints").glob("*.pt"))
+    # the topology of a run whose topology folder is full: refused before any forward pass
+    runs = tiny_disk.parent / "runs"
+    run = runs / "lenet_fashion_mnist" / "trial_0"
+    shutil.copytree(base_run, run, ignore=shutil.ignore_patterns("topology"))
+    (run / "topology").symlink_to(tiny_disk)
+    (tiny_disk / "filler").write_bytes(b"\0" * (2 * 2**20 - 64 * 1024))
+    before = snapshot(runs)
+    p = dnntopo("topology", "--run", run, "--epochs", "2", *TOPO)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "MB free" in lines[0], p.stderr
+    assert snapshot(runs) == before
