@@ -109,9 +109,13 @@ def test_submit_through_submitit(slurm, tmp_path, fmnist_root):
     st = dnntopo("status", "--run", run.root, check=True).stdout
     assert st.count(" done ") == 2
     # resubmitting submits nothing: training's checkpoints and both epochs are current
-    p = dnntopo("-q", "submit", "--cluster", "slurm", "--run-dir", tmp_path / "runs", "--data-root", fmnist_root,
-                "--epochs", "1", "--save-epochs", "0", "1", *TOPO, timeout=120)
-    assert "not resubmitted" in p.stdout and "every epoch is current" in p.stdout
+    same = ["-q", "submit", "--cluster", "slurm", "--run-dir", tmp_path / "runs", "--data-root", fmnist_root,
+            "--epochs", "1", "--lr", "0.01", "--subset", "0.05", "--save-epochs", "0", "1", "--ntasks", "2", *TOPO]
+    p = dnntopo(*same, timeout=120)
+    assert "not resubmitted" in p.stdout and "every epoch is current" in p.stdout, p.stderr
+    # other training parameters are another run: refused, nothing submitted
+    p = dnntopo(*[a if a != "0.01" else "0.02" for a in same], timeout=120)
+    assert p.returncode == 2 and "holds another training (--lr 0.01 (0.02 asked))" in p.stderr
 
 
 def test_python_api_and_local_cluster(trained_run, tmp_path, fmnist_root):
