@@ -1,15 +1,23 @@
 """The two applications of the topology (Corneanu et al., CVPR 2019 and CVPR 2020).
 
 Early stopping: for each computed epoch t, the edge density (or distance) k̂_t where the Betti
-curve of dimension n peaks; Δk_t = k̂_t − k̂_(t−1) between consecutive computed epochs; the
-proposed stopping epoch is the first t with Δk_t < −ε. Ties in the curve take the first
-(lowest) peak position; an epoch whose curve is flat zero has no peak (k̂ = NaN) and neither
-it nor the next epoch can fire the rule.
+curve of dimension n peaks. Learning moves the peak from higher to lower density; memorizing
+makes it regress toward higher densities. With Δk_t = k̂_t − k̂_(t−1) between consecutive
+computed epochs (optionally of k̂ averaged over the last K computed epochs), the proposed
+stopping epoch is the first t with Δk_t > ε: the first move back up beyond ε (on the distance
+axis the same sign: toward larger distances). Ties in the curve take the first (lowest) peak
+position. An epoch whose curve is flat zero has no peak, and one whose peak lies on the last
+grid point (the threshold) has no position either (the peak measures the cutoff): their k̂ is
+NaN for the rule, and neither they nor the next epoch can fire it.
 
 Generalization gap: a linear model (least squares with intercept) from topological summaries
 to gap = train accuracy − test accuracy; the predicted test accuracy of a run with no test set
-is its train accuracy minus the predicted gap. Evaluated by leave-one-run-out (or
-leave-one-group-out) cross-validation.
+is its train accuracy minus the predicted gap. The epochs must be computed on training samples
+(`--sample-split own` or `train`), and no feature may be the target or come from the test set.
+Evaluated by leave-one-run-out (or leave-one-out by group or by any run parameter)
+cross-validation, beside baselines under the same folds (the mean gap of the other runs; train
+accuracy, epoch or train loss alone; topology plus train accuracy) with the MAE and R² of the
+predicted test accuracy and Kendall's τ between predicted and true test accuracy.
 """
 from __future__ import annotations
 
@@ -39,27 +47,59 @@ def peak_positions(grid: np.ndarray, curves: np.ndarray) -> np.ndarray:
     return np.where(curves.max(axis=1) > 0, pos, np.nan)
 
 
-def stopping_epoch(epochs, peaks, epsilon: float = DEFAULT_EPSILON):
-    """(stop epoch or None, Δk per epoch with NaN for the first): first t with Δk_t < −ε."""
+def peaks_at_threshold(curves: np.ndarray) -> np.ndarray:
+    """True for each curve (row) whose maximum (the first, on ties) lies on the last grid point,
+    the threshold: its position measures the cutoff, not the network."""
+    curves = np.atleast_2d(np.asarray(curves, dtype=np.float64))
+    k = np.argmax(curves, axis=1)
+    return (curves.shape[1] > 1) & (k == curves.shape[1] - 1) & (curves.max(axis=1) > 0)
+
+
+def smooth_peaks(peaks, k: int = 1) -> np.ndarray:
+    """Trailing moving average of the peak positions over `k` computed epochs (the epoch and the
+    k − 1 before it: the rule never looks ahead); NaN while fewer than `k` epochs are available
+    or when one of the window's peaks is NaN."""
     peaks = np.asarray(peaks, dtype=np.float64)
-    delta = np.concatenate([[np.nan], np.diff(peaks)])
-    fired = np.flatnonzero(delta < -epsilon)
+    if isinstance(k, bool) or int(k) != k or k < 1:
+        raise UserError(f"--smooth-epochs {k}: must be a whole number of epochs >= 1")
+    k = int(k)
+    if k == 1:
+        return peaks.copy()
+    out = np.full(len(peaks), np.nan)
+    for t in range(k - 1, len(peaks)):
+        out[t] = np.mean(peaks[t - k + 1:t + 1])          # NaN in the window gives NaN
+    return out
+
+
+def stopping_epoch(epochs, peaks, epsilon: float = DEFAULT_EPSILON, smooth: int = 1):
+    """(stop epoch or None, Δk per epoch with NaN for the first): the first t with Δk_t > ε,
+    the first regression of the peak toward higher density (or distance) beyond ε.
+
+    `peaks` are k̂_t (NaN where there is no position); with `smooth` = K > 1, Δk is taken
+    between trailing K-epoch averages of k̂ (see `smooth_peaks`)."""
+    k = smooth_peaks(peaks, smooth)
+    delta = np.concatenate([[np.nan], np.diff(k)])
+    with np.errstate(invalid="ignore"):
+        fired = np.flatnonzero(delta > epsilon)          # NaN never fires
     return (int(epochs[fired[0]]) if fired.size else None), delta
 
 
 def early_stop_table(run: storage.Run, dim: int, axis: str = "density", epsilon: float = DEFAULT_EPSILON,
-                     allow_mixed: bool = False):
-    """Rows per computed epoch: peak density and distance, Δk on `axis`, accuracies; and the stop.
+                     allow_mixed: bool = False, smooth: int = 1):
+    """Rows per computed epoch: peak density and distance, whether the peak lies at the
+    threshold (then it is no position and cannot fire the rule), Δk on `axis` (of the
+    `smooth`-epoch average when `smooth` > 1), accuracies; and the stop.
 
     Epochs computed with different topology specs are refused unless `allow_mixed`."""
     if not (math.isfinite(epsilon) and epsilon >= 0):
         raise UserError(f"--epsilon {epsilon}: must be a finite number >= 0")
+    smooth_peaks([], smooth)                               # validates --smooth-epochs
     epochs = run.topology_epochs()
     if len(epochs) < 2:
         raise UserError(f"early stopping needs at least two computed epochs in {run.topology} "
                         f"(found {len(epochs)}); run `dnntopo topology` for more epochs")
     check_epochs(run, epochs, allow_mixed)
-    dens, dist = [], []
+    dens, dist, edge = [], [], []
     for e in epochs:
         ep = storage.read_epoch(run.epoch_file(e))
         if dim not in ep["betti"]:
@@ -67,13 +107,20 @@ def early_stop_table(run: storage.Run, dim: int, axis: str = "density", epsilon:
         curve = ep["betti"][dim]
         dens.append(peak_positions(ep["betti"]["density"], curve)[0])
         dist.append(peak_positions(ep["betti"]["distance"], curve)[0])
+        edge.append(bool(peaks_at_threshold(curve)[0]))
     peaks = np.array(dens if axis == "density" else dist)
-    stop, delta = stopping_epoch(epochs, peaks, epsilon)
+    peaks[np.array(edge, dtype=bool)] = np.nan             # the cutoff is not a position
+    stop, delta = stopping_epoch(epochs, peaks, epsilon, smooth)
+    smoothed = smooth_peaks(peaks, smooth)
     stats = {r["epoch"]: r for r in storage.read_stats(run)}
-    rows = [{"epoch": e, "peak_density": dn, "peak_distance": ds, "delta": dk,
-             "acc_train": stats.get(e, {}).get("acc_train", math.nan),
-             "acc_test": stats.get(e, {}).get("acc_test", math.nan), "stop": e == stop}
-            for e, dn, ds, dk in zip(epochs, dens, dist, delta)]
+    rows = []
+    for k, e in enumerate(epochs):
+        row = {"epoch": e, "peak_density": dens[k], "peak_distance": dist[k], "at_threshold": edge[k]}
+        if smooth > 1:
+            row[f"peak_{axis}_mean{smooth}"] = smoothed[k]
+        row.update({"delta": delta[k], "acc_train": stats.get(e, {}).get("acc_train", math.nan),
+                    "acc_test": stats.get(e, {}).get("acc_test", math.nan), "stop": e == stop})
+        rows.append(row)
     return rows, stop
 
 
@@ -83,7 +130,12 @@ def plot_early_stop(rows, stop, out, title: str, axis: str):
     import matplotlib.pyplot as plt
     ep = [r["epoch"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    ax.plot(ep, [r[f"peak_{axis}"] for r in rows], marker="o", label=f"Betti peak ({axis})")
+    ax.plot(ep, [math.nan if r["at_threshold"] else r[f"peak_{axis}"] for r in rows], marker="o",
+            label=f"Betti peak ({axis})")
+    edge = [r for r in rows if r["at_threshold"]]
+    if edge:
+        ax.scatter([r["epoch"] for r in edge], [r[f"peak_{axis}"] for r in edge], marker="x", color="tab:blue",
+                   label="peak at the threshold (no position)")
     ax.set_xlabel("epoch"), ax.set_ylabel(f"{axis} at the Betti-curve peak"), ax.grid(alpha=0.3)
     tw = ax.twinx()
     tw.plot(ep, [r["acc_train"] for r in rows], ls="--", color="tab:green", label="train accuracy")
@@ -100,10 +152,37 @@ def plot_early_stop(rows, stop, out, title: str, axis: str):
 
 # ---------------------------------------------------------------- generalization gap
 
-def feature_rows(folders, allow_mixed: bool = False) -> list[dict]:
-    """Per (run, epoch): the summary table's numbers (`betti_max` and `area` per node), the gap.
+#: Columns every features table has (`dnntopo gengap features`).
+FEATURE_COLUMNS = ("run", "group", "epoch", "acc_train", "acc_test", "gap")
+#: The run's parameters written as columns (leave-one-out by any of them: `--by subset`).
+RUN_PARAMS = ("net", "dataset", "subset", "permute_labels", "seed", "lr")
+#: Columns that hold text, not numbers.
+TEXT_COLUMNS = ("run", "group", "sample_split", "net", "dataset")
+#: Columns computed from the test set (never a feature of a model that promises no test set).
+TEST_COLUMNS = ("gap", "acc_test", "loss_test")
+ALLOW_TEST = "--allow-test-split"
 
-    Every epoch of every run must share one topology spec unless `allow_mixed`."""
+
+def _split_of(run: storage.Run, epoch: int) -> str:
+    # files written before the split was an attribute were computed on the test split (the default)
+    return str(storage.read_attrs(run.epoch_file(epoch)).get("sample_split", "test"))
+
+
+def _name_epochs(pairs) -> str:
+    """'RUN (epochs 0 1 2), RUN2 (epochs 3)' from (run, epoch) pairs, in order."""
+    by_run: dict = {}
+    for run, e in pairs:
+        by_run.setdefault(str(run), []).append(str(int(e)))
+    return ", ".join(f"{r} (epochs {' '.join(es)})" for r, es in by_run.items())
+
+
+def feature_rows(folders, allow_mixed: bool = False, allow_test_split: bool = False) -> list[dict]:
+    """Per (run, epoch): the sample split of the epoch's graph, the run's parameters, the
+    accuracies, train loss and gap, and the summary table's numbers (`betti_max` and `area` per
+    node).
+
+    Every epoch of every run must share one topology spec unless `allow_mixed`, and none may be
+    computed on the test split unless `allow_test_split` (the model promises no test set)."""
     from dnntopo import report
     from dnntopo.spec import require_same
     rows = []
@@ -112,22 +191,62 @@ def feature_rows(folders, allow_mixed: bool = False) -> list[dict]:
         raise UserError(f"no run folders (config.json) under {' '.join(map(str, folders))}")
     require_same([(f"{run.root}:{e}", storage.read_attrs(run.epoch_file(e)))
                   for run in runs for e in run.topology_epochs()], allow_mixed, what="run:epoch")
+    splits = {(run.root, e): _split_of(run, e) for run in runs for e in run.topology_epochs()}
+    on_test = [key for key, split in splits.items() if split == "test"]
+    if on_test and not allow_test_split:
+        raise UserError(f"epochs computed on the test split: {_name_epochs(on_test)}; the gap model promises "
+                        f"no test set: recompute them with --sample-split own or train, or pass "
+                        f"{ALLOW_TEST} to use them anyway")
     for run in runs:
         if not run.topology_epochs():
             continue
         cfg = storage.read_config(run)
+        stats = {r["epoch"]: r for r in storage.read_stats(run)}
         for r in report.rows(run, allow_mixed=True):
             if math.isnan(r["acc_test"]):
                 continue
             row = {"run": str(run.root), "group": f"{cfg['net']}_{cfg['dataset']}", "epoch": r["epoch"],
-                   "acc_train": r["acc_train"], "acc_test": r["acc_test"],
-                   "gap": r["acc_train"] - r["acc_test"]}
+                   "sample_split": splits[(run.root, r["epoch"])]}
+            row.update({k: cfg.get(k, math.nan) for k in RUN_PARAMS})
+            row.update({"acc_train": r["acc_train"], "acc_test": r["acc_test"],
+                        "gap": r["acc_train"] - r["acc_test"],
+                        "loss_train": stats.get(r["epoch"], {}).get("loss_train", math.nan)})
             for key, v in r.items():
                 name = key.rsplit("_", 1)[0]
                 if name in SUMMARY_KEYS:
                     row[key] = v / r["n_nodes"] if name in ("betti_max", "area") else v
             rows.append(row)
     return rows
+
+
+def require_no_test(rows, allow_test_split: bool = False, source: str = "the features"):
+    """Refuse rows whose graph was computed on the test split (or whose split is not recorded)
+    unless `allow_test_split`."""
+    if allow_test_split:
+        return
+    if rows and "sample_split" not in rows[0]:
+        raise UserError(f"{source} records no sample_split (written before the split was recorded); remake it "
+                        f"with `dnntopo gengap features` from epochs computed with --sample-split own or "
+                        f"train, or pass {ALLOW_TEST} to use it anyway")
+    bad = [(r["run"], r["epoch"]) for r in rows if r.get("sample_split") in ("test", "", None)]
+    if bad:
+        raise UserError(f"{source} has rows computed on the test split: {_name_epochs(bad)}; the gap model "
+                        f"promises no test set: recompute them with --sample-split own or train, or pass "
+                        f"{ALLOW_TEST} to use them anyway")
+
+
+def check_use(features, target: str = "gap"):
+    """Refuse, as features, the target, anything computed from the test set (`gap`,
+    `acc_test`, `loss_test`, any name containing `test`) and text columns."""
+    leak = [f for f in features if f == target or f in TEST_COLUMNS or "test" in f.lower()]
+    if leak:
+        raise UserError(f"--use {' '.join(leak)}: the target or computed from the test set; a model that "
+                        f"promises no test set cannot use them as features")
+    text = [f for f in features if f in TEXT_COLUMNS]
+    if text:
+        raise UserError(f"--use {' '.join(text)}: not a number; leave-one-out by it is `--by`, not a feature")
+    if len(set(features)) != len(features):
+        raise UserError(f"--use {' '.join(features)}: a feature given twice")
 
 
 def is_features_csv(path) -> bool:
@@ -147,10 +266,6 @@ def write_csv(rows: list[dict], path):
         write_text_atomic(path, render(rows, "csv"))
 
 
-#: Columns every features table has (`dnntopo gengap features`).
-FEATURE_COLUMNS = ("run", "group", "epoch", "acc_train", "acc_test", "gap")
-
-
 def read_csv(path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
@@ -161,7 +276,7 @@ def read_csv(path) -> list[dict]:
         missing = [c for c in FEATURE_COLUMNS if not rows or c not in rows[0]]
         if missing:
             raise ValueError(f"no column {', '.join(missing)}" if rows else "no rows")
-        out = [{k: (v if k in ("run", "group") else float(v) if v not in ("", "nan") else math.nan)
+        out = [{k: (v if k in TEXT_COLUMNS else float(v) if v not in ("", "nan") else math.nan)
                 for k, v in r.items()} for r in rows]
     except (OSError, UnicodeDecodeError, csv.Error, ValueError, TypeError, AttributeError) as exc:
         raise UserError(f"--features {path} is not a features table of `dnntopo gengap features` "
@@ -172,10 +287,15 @@ def read_csv(path) -> list[dict]:
 def design(rows, features, source: str) -> np.ndarray:
     missing = [f for f in features if not rows or f not in rows[0]]
     if missing:
-        have = [k for k in (rows[0] if rows else {}) if k not in ("run", "group", "epoch", "gap", "acc_test")]
+        have = [k for k in (rows[0] if rows else {})
+                if k not in ("run", "group", "epoch", "gap", "acc_test", "loss_test", *TEXT_COLUMNS)]
         raise UserError(f"{source} lacks the features {' '.join(missing)} the model needs; "
                         f"available: {' '.join(have)}")
-    x = np.array([[r[f] for f in features] for r in rows], dtype=np.float64)
+    try:
+        x = np.array([[r[f] for f in features] for r in rows], dtype=np.float64).reshape(len(rows), len(features))
+    except (TypeError, ValueError):
+        text = [f for f in features if any(isinstance(r[f], str) for r in rows)]
+        raise UserError(f"{source}: the features {' '.join(text)} are not numbers") from None
     dead = [f for k, f in enumerate(features) if not np.isfinite(x[:, k]).any()]
     if dead:
         raise UserError(f"{source}: the features {' '.join(dead)} have no finite value in any row "
@@ -183,12 +303,17 @@ def design(rows, features, source: str) -> np.ndarray:
     return np.nan_to_num(x, nan=0.0)
 
 
-def fit(rows, features: list, target: str = "gap") -> dict:
-    """Least-squares coefficients (intercept first) from `features` to `target`."""
+def fit(rows, features: list, target: str = "gap", allow_test_split: bool = False) -> dict:
+    """Least-squares coefficients (intercept first) from `features` to `target`.
+
+    The features may not be the target or come from the test set; the rows must come from
+    epochs computed on training samples unless `allow_test_split`."""
+    check_use(features, target)
+    x = design(rows, features, "the features file")
+    require_no_test(rows, allow_test_split, "the features file")
     if len(rows) <= len(features):
         raise UserError(f"{len(rows)} rows cannot fit {len(features)} features and an intercept; "
                         f"add runs or epochs, or use fewer --use features")
-    x = design(rows, features, "the features file")
     y = np.array([r[target] for r in rows], dtype=np.float64)
     a = np.c_[np.ones(len(x)), x]
     coef, *_ = np.linalg.lstsq(a, y, rcond=None)
@@ -205,8 +330,26 @@ def predict(model: dict, rows) -> np.ndarray:
     return model["intercept"] + x @ w
 
 
-def evaluate(rows, features: list, by: str = "run"):
-    """Leave-one-`by`-out predictions of the test accuracy: (rows with predictions, MAE)."""
+def _check_by(rows, by: str):
+    allowed = ("run", "group", *RUN_PARAMS)
+    if by not in allowed or (rows and by not in rows[0]):
+        have = [c for c in allowed if rows and c in rows[0]]
+        raise UserError(f"--by {by}: not a run parameter of the features table; one of {' '.join(have)}")
+    empty = [r for r in rows if r[by] is None or r[by] == "" or (isinstance(r[by], float) and math.isnan(r[by]))]
+    if empty:
+        raise UserError(f"--by {by}: {len(empty)} rows have no value (e.g. {empty[0]['run']}); "
+                        f"remake the features with `dnntopo gengap features`")
+
+
+def evaluate(rows, features: list, by: str = "run", allow_test_split: bool = False):
+    """Leave-one-`by`-out predictions of the test accuracy: (rows with predictions, MAE).
+
+    `by` is `run`, `group` or a run parameter column (`subset`, `permute_labels`, `seed`, `lr`,
+    `net`, `dataset`): each value's rows are predicted by a model fitted on the other values'."""
+    check_use(features)
+    design(rows, features, "the features file")
+    require_no_test(rows, allow_test_split, "the features file")
+    _check_by(rows, by)
     keys = sorted({r[by] for r in rows})
     if len(keys) < 2:
         raise UserError(f"leave-one-{by}-out needs at least two {by}s; the features have {len(keys)}")
@@ -214,7 +357,7 @@ def evaluate(rows, features: list, by: str = "run"):
     for k in keys:
         train_rows = [r for r in rows if r[by] != k]
         test_rows = [r for r in rows if r[by] == k]
-        model = fit(train_rows, features)
+        model = fit(train_rows, features, allow_test_split=True)   # checked above
         for r, g in zip(test_rows, predict(model, test_rows)):
             out.append(dict(r, gap_pred=float(g), acc_test_pred=r["acc_train"] - float(g),
                             error=abs(r["acc_train"] - float(g) - r["acc_test"])))
@@ -229,6 +372,43 @@ def baseline_error(rows, by: str = "run") -> float:
         mean_gap = float(np.mean([r["gap"] for r in rows if r[by] != k]))
         errors += [abs(r["gap"] - mean_gap) for r in rows if r[by] == k]
     return float(np.mean(errors))
+
+
+def scores(acc_test, acc_test_pred) -> dict:
+    """MAE and R² of the predicted test accuracy, and Kendall's τ (τ-b) between predicted and
+    true test accuracy over all rows."""
+    from scipy.stats import kendalltau
+    y, p = np.asarray(acc_test, dtype=np.float64), np.asarray(acc_test_pred, dtype=np.float64)
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((p - y) ** 2)) / ss_tot if ss_tot > 0 else math.nan
+    tau = kendalltau(p, y).statistic if len(y) > 1 and np.ptp(p) > 0 and np.ptp(y) > 0 else math.nan
+    return {"mae": float(np.mean(np.abs(p - y))), "r2": r2, "kendall_tau": float(tau)}
+
+
+def baseline_models(features) -> list[tuple[str, list]]:
+    """(name, features) of the models compared under the same folds: the mean gap of the other
+    runs (no feature), train accuracy, epoch, train loss alone, the topology (`features`), and
+    the topology plus train accuracy."""
+    features = list(features)
+    return [("mean gap", []), ("train accuracy", ["acc_train"]), ("epoch", ["epoch"]),
+            ("train loss", ["loss_train"]), ("topology", features),
+            ("topology + train accuracy", features + [f for f in ["acc_train"] if f not in features])]
+
+
+def compare(rows, features, by: str = "run", allow_test_split: bool = False) -> list[dict]:
+    """One row per model of `baseline_models(features)`, each evaluated leave-one-`by`-out on
+    the same folds: model, features, MAE, R² and Kendall's τ of the predicted test accuracy.
+    A baseline whose column the table lacks (e.g. `loss_train` in an older table) is NaN."""
+    require_no_test(rows, allow_test_split, "the features file")
+    table = []
+    for name, feats in baseline_models(features):
+        row = {"model": name, "features": " ".join(feats) or "(intercept: mean gap)"}
+        if any(f not in rows[0] for f in feats):
+            table.append(dict(row, mae=math.nan, r2=math.nan, kendall_tau=math.nan))
+            continue
+        got, _ = evaluate(rows, feats, by, allow_test_split=True)
+        table.append(dict(row, **scores([r["acc_test"] for r in got], [r["acc_test_pred"] for r in got])))
+    return table
 
 
 def describe_model(model: dict) -> str:

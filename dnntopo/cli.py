@@ -161,11 +161,16 @@ def cmd_early_stop(a):
     from dnntopo import plots
     run = storage.open_run(a.run)
     out = plots.check_out(a.out or run.plots / f"early_stop_dim{a.dim}.png", a.overwrite)
-    rows, stop = analysis.early_stop_table(run, a.dim, a.axis, a.epsilon, a.allow_mixed)
-    sys.stdout.write(report.render([{k: ("<- stop" if v is True else "" if v is False else v)
-                                     for k, v in r.items()} for r in rows], "table"))
-    print(f"proposed stopping epoch (dim {a.dim}, {a.axis}, epsilon {a.epsilon}): "
-          f"{stop if stop is not None else 'none yet (the peak has not regressed)'}")
+    rows, stop = analysis.early_stop_table(run, a.dim, a.axis, a.epsilon, a.allow_mixed, a.smooth_epochs)
+    sys.stdout.write(report.render([dict(r, stop="<- stop" if r["stop"] else "") for r in rows], "table"))
+    edge = [str(r["epoch"]) for r in rows if r["at_threshold"]]
+    if edge:
+        print(f"epochs {' '.join(edge)}: the Betti-{a.dim} peak lies at the threshold (the last grid point), "
+              f"which measures the cutoff, not a position; they cannot fire the rule")
+    smooth = f", mean of {a.smooth_epochs} epochs" if a.smooth_epochs > 1 else ""
+    print(f"proposed stopping epoch (dim {a.dim}, {a.axis}, epsilon {a.epsilon}{smooth}; the first move of the "
+          f"peak back toward higher {a.axis} by more than epsilon): "
+          f"{stop if stop is not None else 'none yet (the peak has not regressed toward higher ' + a.axis + ')'}")
     cfg = storage.read_config(run)
     out = analysis.plot_early_stop(rows, stop, out, f"{cfg['net']} on {cfg['dataset']}: Betti-{a.dim} peak",
                                    a.axis)
@@ -176,14 +181,21 @@ def cmd_gengap(a):
     from dnntopo import analysis, plots, report, storage
     features = a.features or "gengap_features.csv"
     use = a.use or list(analysis.DEFAULT_FEATURES)
+    if a.use:
+        analysis.check_use(use)
+    src = f"--features {features}"
     if a.action == "features":
         out = storage.check_output(a.out or features, (".csv",), analysis.is_features_csv, a.overwrite)
-        rows = analysis.feature_rows(a.runs, a.allow_mixed)
+        rows = analysis.feature_rows(a.runs, a.allow_mixed, a.allow_test_split)
         analysis.write_csv(rows, out)
-        print(f"{len(rows)} rows from {len({r['run'] for r in rows})} runs -> {out}")
+        print(f"{len(rows)} rows from {len({r['run'] for r in rows})} runs "
+              f"(sample split {' '.join(sorted({r['sample_split'] for r in rows}))}) -> {out}")
     elif a.action == "fit":
         out = storage.check_output(a.out or a.model, (".json",), analysis.is_model_json, a.overwrite)
-        model = analysis.fit(analysis.read_csv(features), use)
+        rows = analysis.read_csv(features)
+        analysis.design(rows, use, "the features file")
+        analysis.require_no_test(rows, a.allow_test_split, src)
+        model = analysis.fit(rows, use, allow_test_split=a.allow_test_split)
         analysis.save_model(model, out)
         print(analysis.describe_model(model))
         print(f"training MAE of the gap {model['train_mae']:.4f} on {model['n_rows']} rows -> {out}")
@@ -191,16 +203,25 @@ def cmd_gengap(a):
         if bool(a.run) == bool(a.features):
             raise UserError("gengap predict: give one of --run RUN or --features FILE")
         model = analysis.load_model(a.model)
-        rows = analysis.feature_rows([a.run], a.allow_mixed) if a.run else analysis.read_csv(a.features)
+        if a.run:
+            rows = analysis.feature_rows([a.run], a.allow_mixed, a.allow_test_split)
+        else:
+            rows = analysis.read_csv(a.features)
+            analysis.require_no_test(rows, a.allow_test_split, src)
         sys.stdout.write(report.render(analysis.prediction_table(model, rows), a.format))
     else:
         if a.plot:
             plots.check_out(a.plot, a.overwrite)
         feats = analysis.read_csv(features)
-        rows, mae = analysis.evaluate(feats, use, a.by)
+        analysis.design(feats, use, "the features file")
+        analysis.require_no_test(feats, a.allow_test_split, src)
+        rows, mae = analysis.evaluate(feats, use, a.by, a.allow_test_split)
         sys.stdout.write(report.render(analysis.evaluation_table(rows), a.format))
         print(f"leave-one-{a.by}-out mean absolute error of the test accuracy: {mae:.4f} "
               f"(predicting the other {a.by}s' mean gap instead: {analysis.baseline_error(feats, a.by):.4f})")
+        print(f"\nbaselines, leave-one-{a.by}-out on the same folds (predicted test accuracy: MAE, R², "
+              f"Kendall's tau over all {len(rows)} run-epochs):")
+        sys.stdout.write(report.render(analysis.compare(feats, use, a.by, a.allow_test_split), a.format))
         if a.plot:
             print(f"plot: {analysis.scatter(rows, a.plot)}")
 
@@ -300,7 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--axis", default="density", choices=("density", "distance"),
                    help="where the peak is measured (default density)")
     t.add_argument("--epsilon", type=float, default=0.005,
-                   help="stop at the first epoch whose peak moved by less than -epsilon (default 0.005)")
+                   help="stop at the first epoch whose peak moved back toward higher density (distance) "
+                        "by more than epsilon (default 0.005)")
+    t.add_argument("--smooth-epochs", type=int, default=1, metavar="K",
+                   help="average the peak position over the last K computed epochs before taking the "
+                        "change (default 1: no smoothing)")
     t.add_argument("--out", default=None, help="plot file (default RUN/plots/early_stop_dim<d>.png)")
     _mixed(t)
     t.set_defaults(func=cmd_early_stop)
@@ -310,13 +335,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--runs", nargs="+", default=["runs"], help="features: run folders or folders of runs")
     t.add_argument("--features", default=None, help="the features CSV (default gengap_features.csv)")
     t.add_argument("--use", nargs="+", default=None,
-                   help=f"fit/evaluate: features (default {' '.join(DEFAULT_FEATURES)})")
+                   help=f"fit/evaluate: features (default {' '.join(DEFAULT_FEATURES)}); never the gap "
+                        f"or anything from the test set")
     t.add_argument("--model", default="gengap_model.json", help="predict: the fitted model")
     t.add_argument("--run", default=None, help="predict: a run folder (instead of --features)")
-    t.add_argument("--by", default="run", choices=("run", "group"), help="evaluate: leave one run or group out")
+    t.add_argument("--by", default="run",
+                   help="evaluate: leave one out by run (default), group, or a run parameter: subset, "
+                        "permute_labels, seed, lr, net, dataset")
     t.add_argument("--plot", default=None, help="evaluate: scatter plot of predicted against true")
     t.add_argument("--out", default=None, help="features: CSV to write; fit: model JSON to write")
     t.add_argument("--format", default="table", choices=("table", "csv", "json"))
+    t.add_argument("--allow-test-split", action="store_true",
+                   help="use epochs computed on the test split (--sample-split test): the prediction then "
+                        "uses test data")
     _mixed(t)
     t.set_defaults(func=cmd_gengap)
 

@@ -107,7 +107,11 @@ def run_topology(comm, run: storage.Run, spec: TopologySpec,
         storage.check_space(run.topology, need, "the epoch files")
     comm.Barrier()
     try:
-        split_set = data.load(dataset, cfg.get("data_root"), spec.sample_split)
+        if spec.sample_split == "own":
+            from dnntopo.train import own_samples
+            split_set = own_samples(cfg, run.config)
+        else:
+            split_set = data.load(dataset, cfg.get("data_root"), spec.sample_split)
     except UserError as exc:
         raise UserError(f"the run's data ({dataset}, data_root {cfg.get('data_root') or 'default'} in "
                         f"{run.config}): {exc}") from None

@@ -26,7 +26,7 @@ def rows(run: storage.Run, allow_mixed: bool = False) -> list[dict]:
              "acc_test": stats.get(e, {}).get("acc_test", math.nan), "n_nodes": ep["attrs"]["n_nodes"]}
         for d in sorted(ep["summary"]):
             for k in SUMMARY_KEYS:
-                r[f"{k}_{d}"] = ep["summary"][d][k]
+                r[f"{k}_{d}"] = ep["summary"][d].get(k, math.nan)   # older files lack newer keys
         out.append(r)
     if not out:
         raise UserError(f"no epoch files in {run.topology}; run `dnntopo topology --run {run.root}` first")

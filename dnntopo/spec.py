@@ -16,7 +16,7 @@ from pathlib import Path
 from dnntopo.errors import UserError
 from dnntopo.params import add_arguments, flag_of, given, param
 
-SPLITS = ("test", "train")
+SPLITS = ("test", "train", "own")
 BACKENDS = ("giotto", "ripser", "dipha")
 COLLAPSE = ("auto", "on", "off")
 LAUNCH = ("auto", "spawn", "mpiexec")
@@ -31,8 +31,9 @@ class TopologySpec:
     """How the topology of an epoch is computed. Fields with `result=False` (engine options)
     do not change the numbers and so do not make an existing epoch file stale."""
     samples: int = param(1000, "samples forwarded", type=int, group="activations")
-    sample_split: str = param("test", "take the first samples of the test or the training images",
-                              type=str, choices=SPLITS, group="activations")
+    sample_split: str = param("test", "the first samples of the test images, of the training file, or "
+                                      "of the run's own training samples (own: its subset, order and "
+                                      "labels as trained)", type=str, choices=SPLITS, group="activations")
     layers: tuple = param((), "observed layers (default: the model's)", type=str, nargs="+",
                           group="activations")
     max_nodes: int = param(0, "group units (chunk averages per layer) down to this many nodes "

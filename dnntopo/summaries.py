@@ -3,7 +3,9 @@
 Betti curve: the number of classes alive (birth <= t < death) at each value t of a fixed
 distance grid, with the matching edge-density axis. Summaries per dimension: life =
 mean(death - birth) and midlife = mean((birth + death) / 2) over finite pairs whose
-persistence exceeds the floor; Betti max, the distance and density where it occurs (the first
+persistence exceeds the floor; `max_at_threshold` (1 when the maximum lies on the last grid
+point, the threshold: then Betti max and its position measure the cutoff, not the network);
+Betti max, the distance and density where it occurs (the first
 such grid point), and the area under the Betti curve (trapezoids over distance).
 """
 from __future__ import annotations
@@ -12,7 +14,8 @@ import numpy as np
 
 from dnntopo.graph import edge_density
 
-SUMMARY_KEYS = ("life", "midlife", "betti_max", "distance_at_max", "density_at_max", "area")
+SUMMARY_KEYS = ("life", "midlife", "betti_max", "distance_at_max", "density_at_max", "area",
+                "max_at_threshold")
 
 
 def distance_grid(max_distance: float, points: int) -> np.ndarray:
@@ -42,6 +45,8 @@ def summarize(diagram: np.ndarray, grid: np.ndarray, betti: np.ndarray, density:
         "distance_at_max": float(grid[k]),
         "density_at_max": float(density[k]),
         "area": float(np.trapezoid(betti, grid)) if hasattr(np, "trapezoid") else float(np.trapz(betti, grid)),
+        # the maximum lies on the last grid point, the threshold: it measures the cutoff, not the net
+        "max_at_threshold": int(betti.size > 1 and k == betti.size - 1 and betti[k] > 0),
     }
 
 

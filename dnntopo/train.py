@@ -113,6 +113,34 @@ def prepare_data(cfg: TrainConfig):
     return train, test
 
 
+def samples_digest(ds: data.ImageSet) -> str:
+    """A fingerprint of a sample set (its images and labels, in order)."""
+    import hashlib
+    h = hashlib.sha1()
+    h.update(ds.images.numpy().tobytes())
+    h.update(ds.labels.numpy().astype("<i8").tobytes())
+    return h.hexdigest()
+
+
+def own_samples(config: dict, where="config.json") -> data.ImageSet:
+    """The samples a run trained on (its subset, in its order, with its labels as trained:
+    permuted or binarized), rebuilt from its config and checked against the fingerprint the
+    training recorded."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in config.items() if k in names})
+    want = config.get("train_digest")
+    if not want:
+        raise UserError(f"--sample-split own: {where} does not record the run's training samples "
+                        f"(trained by an older dnntopo); use --sample-split train, or train again "
+                        f"with --restart")
+    train_set, _ = prepare_data(cfg)
+    if samples_digest(train_set) != want:
+        raise UserError(f"--sample-split own: the training samples rebuilt from {cfg.dataset} "
+                        f"(data root {cfg.data_root or 'default'}) differ from those the run trained on "
+                        f"({where}); point the run at the data files it was trained with")
+    return train_set
+
+
 def binarize(ds: data.ImageSet, c: int, rng) -> data.ImageSet:
     """Class `c` against the rest, balanced: all of `c` and as many others drawn at random."""
     labels = ds.labels.numpy()
@@ -255,7 +283,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, on_epoch=
         _say(quiet, f"nothing to resume in {run.root}; starting from epoch 0")
     config = dataclasses.asdict(cfg)
     config.update(num_classes=train_set.num_classes, input_shape=list(train_set.shape),
-                  n_train=len(train_set), n_test=len(test_set))
+                  n_train=len(train_set), n_test=len(test_set), train_digest=samples_digest(train_set))
     storage.write_config(run, config)
 
     def finish_epoch(epoch, tr):

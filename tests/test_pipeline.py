@@ -41,7 +41,7 @@ def test_epoch_file_layout(epoch1):
         assert f["activations"].shape == (1820, 500) and f["activations"].dtype == np.float32
         assert f["diagrams/dim_1"].dtype == np.float64 and f["diagrams/dim_1"].shape[1] == 2
         assert set(f["summary/dim_1"].attrs) == {"life", "midlife", "betti_max", "distance_at_max",
-                                                 "density_at_max", "area"}
+                                                 "density_at_max", "area", "max_at_threshold"}
     assert not [p for p in os.listdir(epoch1.parent) if p.startswith(".")]   # no temporaries left
 
 
@@ -147,3 +147,34 @@ def test_summary_and_plots(epoch1, module_run, tmp_path):
         assert head.startswith(b"\x89PNG") or head.startswith(b"%PDF")
     p = dnntopo("plot", "--run", module_run, "--epochs", "1", "--dim", "5")
     assert p.returncode != 0 and "--dim 5" in p.stderr
+
+
+def test_own_split_is_the_runs_training_samples(module_run, fmnist_root):
+    """--sample-split own forwards the first samples of the subset the run trained on (here a
+    10% subset drawn with seed 0), not the first images of the training file."""
+    import torch
+    from dnntopo import data, models
+    dnntopo("-q", "topology", "--run", module_run, "--epochs", "2", "--sample-split", "own", "--samples", "300",
+            "--max-dim", "1", "--save-activations", "--force", check=True)
+    path = storage.Run(module_run).epoch_file(2)
+    with h5py.File(path) as f:
+        assert f.attrs["sample_split"] == "own" and f.attrs["n_samples"] == 300
+        out = f["activations"][-10:]                        # the output layer's 10 nodes x 300 samples
+    full = data.load("fashion_mnist", fmnist_root, "train")
+    keep = np.sort(np.random.default_rng(0).choice(60000, 6000, replace=False))[:300]   # by hand
+    model = models.build("lenet", (1, 28, 28), 10)
+    model.load_state_dict(torch.load(storage.Run(module_run).checkpoint(2), weights_only=True))
+    with torch.no_grad():
+        ref = model.eval()(full.subset(keep).batch(slice(0, 300))[0]).numpy().T
+        first = model(full.subset(np.arange(300)).batch(slice(0, 300))[0]).numpy().T
+    assert np.abs(out - ref).max() < 1e-4 and np.abs(out - first).max() > 1e-2
+    # a run whose recorded training samples no longer match its data is refused in one line
+    cfg = json.loads((module_run / "config.json").read_text())
+    bad = dict(cfg, train_digest="0" * 40)
+    (module_run / "config.json").write_text(json.dumps(bad))
+    try:
+        p = dnntopo("topology", "--run", module_run, "--epochs", "1", "--sample-split", "own", "--samples", "300")
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1 and "--sample-split own" in lines[0] and "differ" in lines[0]
+    finally:
+        (module_run / "config.json").write_text(json.dumps(cfg))

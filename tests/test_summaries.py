@@ -30,6 +30,19 @@ def test_hand_worked_summary():
     assert np.isclose(s["midlife"], (0.2 + 0.45) / 2)        # not mean(death + birth / 2)
     assert s["betti_max"] == 3 and np.isclose(s["distance_at_max"], 0.2) and np.isclose(s["density_at_max"], 0.5)
     assert np.isclose(s["area"], 0.1 * (0 + 2 * 2 + 2 * 3 + 2 * 1 + 2 * 2 + 2 * 1 + 1) / 2)
+    assert s["max_at_threshold"] == 0
+
+
+def test_maximum_at_the_threshold_is_flagged():
+    grid = np.array([0.0, 0.1, 0.2, 0.3])
+    rising = np.array([[0.05, np.inf], [0.15, np.inf], [0.25, np.inf], [0.3, np.inf]])   # still rising at 0.3
+    b = betti_curve(rising, grid)
+    assert b.tolist() == [0, 1, 2, 4]
+    s = summarize(rising, grid, b, np.zeros(4), 0.02)
+    assert s["max_at_threshold"] == 1 and s["distance_at_max"] == 0.3
+    peaked = np.array([[0.05, 0.25], [0.15, 0.25]])                                       # peak inside
+    s = summarize(peaked, grid, betti_curve(peaked, grid), np.zeros(4), 0.02)
+    assert s["max_at_threshold"] == 0
 
 
 def test_empty_diagram():
