@@ -143,7 +143,8 @@ def cmd_plot(a):
                "summary": "summaries.png"}[a.kind]
     out = plots.check_out(a.out or run.plots / default, a.overwrite)
     if a.kind == "betti":
-        path = plots.betti_curves(run, epochs, a.dim, out, smooth=a.smooth, allow_mixed=a.allow_mixed)
+        path = plots.betti_curves(run, epochs, a.dim, out, smooth=a.smooth, allow_mixed=a.allow_mixed,
+                                  axis=a.axis)
     elif a.kind == "diagram":
         path = plots.diagram(run, epochs[-1], out, dims=None if a.dim is None else [a.dim])
     else:
@@ -282,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--kind", default="betti", choices=("betti", "diagram", "summary"),
                    help="betti curves (default), diagram of the last epoch, or summaries")
     t.add_argument("--smooth", type=int, default=0, help="moving-average width for the curves")
+    t.add_argument("--axis", default="distance", choices=("distance", "density"),
+                   help="x axis of the Betti curves: distance, or each epoch's own edge density")
     t.add_argument("--out", default=None, help="output file (.png, .pdf, .svg); default RUN/plots/")
     _mixed(t)
     t.set_defaults(func=cmd_plot)

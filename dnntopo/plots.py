@@ -57,11 +57,14 @@ def save_figure(fig, out):
 
 
 def betti_curves(run: storage.Run, epochs: list, dim: int, out, smooth: int = 0,
-                 allow_mixed: bool = False):
-    """Betti curves (cavities per node) of `dim` for the epochs, against distance and density."""
+                 allow_mixed: bool = False, axis: str = "distance"):
+    """Betti curves (cavities per node) of `dim` for the epochs, against distance (with the last
+    epoch's density on the top axis) or against each epoch's own edge density (the papers' axis)."""
     check_epochs(run, epochs, allow_mixed)
     if smooth < 0:
         raise UserError(f"--smooth {smooth}: must be 0 (none) or a positive width")
+    if axis not in ("distance", "density"):
+        raise UserError(f"--axis {axis}: choose distance or density")
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     cmap = plt.get_cmap("viridis")
     last = None
@@ -70,23 +73,24 @@ def betti_curves(run: storage.Run, epochs: list, dim: int, out, smooth: int = 0,
         if dim not in ep["betti"]:
             raise UserError(f"--dim {dim}: epoch {e} was computed up to dimension "
                             f"{ep['attrs']['max_dim']}")
-        x = ep["betti"]["distance"]
+        x = ep["betti"][axis]
         y = _smooth(ep["betti"][dim] / ep["attrs"]["n_nodes"], smooth)
         ax.plot(x, y, color=cmap(k / max(len(epochs) - 1, 1)), lw=1.8, label=f"epoch {e}")
         last = ep
     a = last["attrs"]
-    ax.set_xlabel("distance  1 − |corr|")
+    ax.set_xlabel("distance  1 − |corr|" if axis == "distance" else "edge density (each epoch's own)")
     ax.set_ylabel(f"Betti {dim} / node")
     ax.set_title(f"{a['net']} on {a['dataset']}, trial {a['trial']}: dimension {dim}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2 if len(epochs) > 6 else 1)
-    xs, dens = last["betti"]["distance"], last["betti"]["density"]
-    top = ax.twiny()
-    top.set_xlim(ax.get_xlim())
-    ticks = [t for t in ax.get_xticks() if xs[0] <= t <= xs[-1]]
-    top.set_xticks(ticks)
-    top.set_xticklabels([f"{np.interp(t, xs, dens):.3g}" for t in ticks], fontsize=8)
-    top.set_xlabel(f"edge density at that distance (epoch {epochs[-1]})")
+    if axis == "distance":
+        xs, dens = last["betti"]["distance"], last["betti"]["density"]
+        top = ax.twiny()
+        top.set_xlim(ax.get_xlim())
+        ticks = [t for t in ax.get_xticks() if xs[0] <= t <= xs[-1]]
+        top.set_xticks(ticks)
+        top.set_xticklabels([f"{np.interp(t, xs, dens):.3g}" for t in ticks], fontsize=8)
+        top.set_xlabel(f"edge density at that distance (epoch {epochs[-1]} only)")
     return save_figure(fig, out)
 
 
