@@ -100,10 +100,10 @@ def cmd_run(a):
         print("plots:\n" + "\n".join(f"  {p}" for p in made))
 
 
-def cmd_submit(a):
+def _scheduler(a):
+    """The submitit scheduler of the scheduling flags (site values: file, then flags)."""
     import shutil
     from pathlib import Path
-    from dnntopo import jobs
     from hpc.submit import Scheduler, Site, site_from
     if a.cluster == "slurm" and shutil.which("sbatch") is None:
         raise UserError("--cluster slurm: sbatch not found; use --cluster local, or load SLURM's module")
@@ -116,11 +116,30 @@ def cmd_submit(a):
         site = site.updated(venv=str(Path(sys.executable).parents[1]))
     import logging
     logging.getLogger("submitit").setLevel(logging.ERROR)  # sacct is often off on small clusters
-    train_job, topo = jobs.submit_run(_train_config(a), TopologySpec.from_flags(a),
-                                      Scheduler(folder=None, cluster=a.cluster, site=site),
-                                      a.topology_epochs or (), _options(a, JOB_SKIP), wait=a.wait, retrain=a.retrain)
+    return Scheduler(folder=None, cluster=a.cluster, site=site)
+
+
+def cmd_submit(a):
+    from dnntopo import jobs
+    train_job, topo = jobs.submit_run(_train_config(a), TopologySpec.from_flags(a), _scheduler(a),
+                                      a.topology_epochs or (), _options(a, JOB_SKIP), wait=a.wait,
+                                      retrain=a.retrain)
     print(f"training: {train_job.job_id if train_job else 'checkpoints present, not resubmitted'}")
     print(f"topology: {' '.join(f'{e}:{j.job_id}' for e, j in topo.items()) or 'every epoch is current'}")
+
+
+def cmd_study(a):
+    from dnntopo import study as studies
+    st = studies.load(a.file)
+    if a.action == "show":
+        print("\n".join(studies.summary_lines(st)))
+    elif a.action == "run":
+        sched = None if a.cluster == "none" else _scheduler(a)
+        runs = studies.run(st, sched, wait=not a.no_wait, quiet=a.quiet)
+        print(f"{len(runs)} runs in {st.run_dir}" + ("" if sched is None or not a.no_wait else " (submitted)"))
+    else:
+        for path in studies.report(st, a.out):
+            print(path)
 
 
 def cmd_status(a):
@@ -253,9 +272,19 @@ def _mixed(p):
                    help="write over an existing output file that this command did not write")
 
 
+def _add_scheduling(t, none: bool = False):
+    from hpc.submit import add_site_flags
+    g = t.add_argument_group("scheduling (site values: --slurm-config FILE, then these flags)")
+    g.add_argument("--cluster", default=None, choices=("slurm", "local", "debug") + (("none",) if none else ()),
+                   help="slurm where sbatch exists, else local (default: auto)" +
+                        ("; none: in this process, one run after another" if none else ""))
+    g.add_argument("--slurm-config", default="", help="KEY=value file like slurm/site.conf.example")
+    add_site_flags(g)
+    return g
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dnntopo.analysis import DEFAULT_FEATURES
-    from hpc.submit import add_site_flags
     _, TopologyOptions = _configs()
     p = argparse.ArgumentParser(
         prog="dnntopo",
@@ -301,15 +330,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("submit", help="the main job through SLURM or locally (submitit): training, then an epoch array")
     _add_job(t)
-    g = t.add_argument_group("scheduling (site values: --slurm-config FILE, then these flags)")
-    g.add_argument("--cluster", default=None, choices=("slurm", "local", "debug"),
-                   help="slurm where sbatch exists, else local (default: auto)")
-    g.add_argument("--slurm-config", default="", help="KEY=value file like slurm/site.conf.example")
-    add_site_flags(g)
+    g = _add_scheduling(t)
     g.add_argument("--wait", action="store_true", help="wait for every job to finish")
     g.add_argument("--retrain", action="store_true",
                    help="remove the run's training and results, and submit training anew")
     t.set_defaults(func=cmd_submit)
+
+    t = sub.add_parser("study", help="a grid of runs from one TOML file: show, run (through the scheduler), report",
+                       description="See dnntopo/study.py's docstring (or the README) for the study file.")
+    t.add_argument("action", choices=("show", "run", "report"))
+    t.add_argument("file", help="the study file (TOML)")
+    t.add_argument("--out", default=None, help="report: folder of the report (default RUN_DIR/report_<name>)")
+    t.add_argument("--no-wait", action="store_true", help="run: submit and return without waiting")
+    _add_scheduling(t, none=True)
+    t.set_defaults(func=cmd_study)
 
     t = sub.add_parser("status", help="per epoch: done, missing, stale (and why), pending or running, with job ids",
                        description="The state of each epoch's file for the run's last requested topology "

@@ -73,17 +73,24 @@ def _record(run: storage.Run, update: dict):
     write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
-def submit_run(tcfg: TrainConfig, spec: TopologySpec, scheduler: Scheduler, topology_epochs=(),
-               opts: pipeline.TopologyOptions | None = None, wait: bool = False, retrain: bool = False):
-    """Submit training (unless its checkpoints are all there) and, after it, the topology of
-    the epochs whose file is not current as one job array. Returns (train job, {epoch: job})."""
+@dataclass
+class RunPlan:
+    """What a submission of one run has to do: train or not, and which epochs."""
+    run: storage.Run
+    tcfg: TrainConfig
+    spec: TopologySpec
+    opts: pipeline.TopologyOptions
+    need_train: bool
+    todo: list
+
+
+def plan_run(tcfg: TrainConfig, spec: TopologySpec, topology_epochs=(), opts=None,
+             retrain: bool = False) -> RunPlan:
+    """Decide, before anything is submitted, whether the run needs training and which epoch
+    files are not current; refuse a run folder that holds another training."""
     tcfg, epochs = pipeline.plan(tcfg, topology_epochs)
-    tcfg.validate()
     opts = replace(opts or pipeline.TopologyOptions(), quiet=True, epochs=())
     run = storage.Run(storage.run_path(tcfg.run_dir, tcfg.net, tcfg.dataset, tcfg.trial))
-    (run.root / "logs").mkdir(parents=True, exist_ok=True)
-    scheduler.folder = run.root / "logs"
-    resolved = spec.resolved(tcfg.net)
     from dnntopo import topology
     topology.backend(spec)  # refuse a missing engine before anything is submitted
     if retrain:   # once, here: the requeued training task itself always resumes
@@ -92,26 +99,49 @@ def submit_run(tcfg: TrainConfig, spec: TopologySpec, scheduler: Scheduler, topo
     if run.config.exists():  # an existing run is reused or continued, never mixed (refused here)
         from dnntopo.train import check_existing
         check_existing(run, tcfg, resume=True)
-    need_train = retrain or any(not run.checkpoint(e).exists() for e in tcfg.save_epochs) or \
+    need_train = any(not run.checkpoint(e).exists() for e in tcfg.save_epochs) or \
         max((r["epoch"] for r in storage.read_stats(run)), default=-1) < tcfg.epochs
-    train_job = None
-    if need_train:
-        train_job = scheduler.submit(TrainTask(), tcfg, role="train",
-                                     name=f"dnntopo-train-{run.root.parent.name}")
-        _record(run, {"train": str(train_job.job_id)})
+    resolved = spec.resolved(tcfg.net)
     todo = list(epochs) if need_train else pending_epochs(run, epochs, resolved, opts.extras())
-    run.topology.mkdir(parents=True, exist_ok=True)
-    record(run, resolved)
-    task = TopologyTask(str(run.root), spec, opts)
-    topo_jobs = scheduler.map_array(task, todo, role="topology",
-                                    name=f"dnntopo-topology-{run.root.parent.name}", after=train_job)
-    _record(run, {"topology": {e: str(j.job_id) for e, j in zip(todo, topo_jobs)}})
-    if wait:
+    return RunPlan(run, tcfg, spec, opts, need_train, todo)
+
+
+def submit_plans(plans: list, scheduler: Scheduler, name: str, wait: bool = False) -> list:
+    """Training of every plan that needs it as one job array, then each run's topology as an
+    array that depends on its own training. Returns [(train job or None, {epoch: job})]."""
+    trainees = [p for p in plans if p.need_train]
+    train_jobs = dict(zip((id(p) for p in trainees), scheduler.map_array(
+        TrainTask(), [p.tcfg for p in trainees], role="train", name=f"dnntopo-train-{name}")))
+    out = []
+    for p in plans:
+        (p.run.root / "logs").mkdir(parents=True, exist_ok=True)
+        train_job = train_jobs.get(id(p))
         if train_job is not None:
-            train_job.result()
-        for j in topo_jobs:
-            j.results()  # one result per task (rank)
-    return train_job, dict(zip(todo, topo_jobs))
+            _record(p.run, {"train": str(train_job.job_id)})
+        p.run.topology.mkdir(parents=True, exist_ok=True)
+        record(p.run, p.spec.resolved(p.tcfg.net))
+        task = TopologyTask(str(p.run.root), p.spec, p.opts)
+        topo = scheduler.map_array(task, p.todo, role="topology", name=f"dnntopo-topology-{name}",
+                                   after=train_job)
+        _record(p.run, {"topology": {e: str(j.job_id) for e, j in zip(p.todo, topo)}})
+        out.append((train_job, dict(zip(p.todo, topo))))
+    if wait:
+        for train_job, topo in out:
+            if train_job is not None:
+                train_job.result()
+            for j in topo.values():
+                j.results()  # one result per task (rank)
+    return out
+
+
+def submit_run(tcfg: TrainConfig, spec: TopologySpec, scheduler: Scheduler, topology_epochs=(),
+               opts: pipeline.TopologyOptions | None = None, wait: bool = False, retrain: bool = False):
+    """Submit training (unless its checkpoints are all there) and, after it, the topology of
+    the epochs whose file is not current as one job array. Returns (train job, {epoch: job})."""
+    p = plan_run(tcfg, spec, topology_epochs, opts, retrain)
+    (p.run.root / "logs").mkdir(parents=True, exist_ok=True)
+    scheduler.folder = p.run.root / "logs"
+    return submit_plans([p], scheduler, p.run.root.parent.name, wait)[0]
 
 
 def status(run: storage.Run, spec: TopologySpec | None = None) -> list[dict]:

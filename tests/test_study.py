@@ -1,0 +1,63 @@
+"""Study files: validation in one line, a tiny grid run in this process, reruns that do nothing."""
+import pytest
+
+from conftest import dnntopo
+from dnntopo import storage
+from dnntopo import study as studies
+from dnntopo.errors import UserError
+
+TINY = """
+name = "t"
+run_dir = "runs"
+[grid]
+subset = [0.02]
+permute_labels = [0.0, 0.5]
+[train]
+epochs = 1
+lr = 0.01
+save_epochs = [0, 1]
+data_root = "{data}"
+[topology]
+samples = 200
+max_dim = 1
+sample_split = "own"
+epochs = [1]
+"""
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("[grid]\nsubset = 0.1\n", "[grid] subset must be a non-empty list"),
+    ("[grid]\nmomentum = [0.9]\n", "[grid] cannot vary momentum"),
+    ("[train]\nepoch = 3\n", "[train] unknown key epoch"),
+    ("[grid]\nlr = [0.1]\n[train]\nlr = 0.2\n", "lr given in both [grid] and [train]"),
+    ("[topology]\nmax_distance = 2.0\n", "[topology] --max-distance 2: must lie in (0, 1]"),
+    ("[topology]\nsamplez = 3\n", "[topology] unknown key samplez"),
+    ("[grid]\nsubset = [0.5, 2.0]\n", "run 1 (subset=2.0): --subset must be a fraction"),
+    ("colour = 3\n", "unknown key colour"),
+    ("[grid\n", "not valid TOML"),
+])
+def test_bad_study_files(tmp_path, text, needle):
+    f = tmp_path / "s.toml"
+    f.write_text(text)
+    with pytest.raises(UserError) as err:
+        studies.load(f)
+    assert needle in str(err.value) and str(f) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_tiny_study_in_this_process(tmp_path, fmnist_root):
+    f = tmp_path / "s.toml"
+    f.write_text(TINY.replace("{data}", str(fmnist_root)))
+    st = studies.load(f)
+    assert [(t.trial, t.permute_labels, t.subset) for t in st.runs()] == [(0, 0.0, 0.02), (1, 0.5, 0.02)]
+    p = dnntopo("-q", "study", "run", f, "--cluster", "none", timeout=300)
+    assert p.returncode == 0, p.stderr
+    runs = [storage.Run(tmp_path / "runs" / "lenet_fashion_mnist" / f"trial_{k}") for k in (0, 1)]
+    for run, noise in zip(runs, (0.0, 0.5)):
+        cfg = storage.read_config(run)
+        assert (cfg["permute_labels"], cfg["subset"], cfg["n_train"]) == (noise, 0.02, 1200)
+        assert run.topology_epochs() == [1]
+        assert storage.read_attrs(run.epoch_file(1))["sample_split"] == "own"
+    before = {r.root: (r.epoch_file(1).stat().st_mtime_ns, r.checkpoint(1).stat().st_mtime_ns) for r in runs}
+    p = dnntopo("-q", "study", "run", f, "--cluster", "none", timeout=120)      # a rerun does nothing
+    assert p.returncode == 0, p.stderr
+    assert {r.root: (r.epoch_file(1).stat().st_mtime_ns, r.checkpoint(1).stat().st_mtime_ns) for r in runs} == before
