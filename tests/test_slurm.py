@@ -1,5 +1,6 @@
 """A real one-node SLURM cluster (started here, once): job arrays, pipeline.sh, submitit,
 cancellation and resubmission. Every wait is bounded."""
+import json
 import os
 import shutil
 import subprocess
@@ -192,3 +193,37 @@ def test_training_job_requeued_midway_resumes(slurm, tmp_path, fmnist_root):
     assert rows[:len(before)] == before                        # resumed, not restarted
     assert run.saved_epochs() == [0, 4]
     assert "DUE TO JOB REQUEUE" in (runs / "logs" / f"dnntopo-train_{job}.out").read_text()
+
+
+def test_study_through_slurm(slurm, tmp_path, fmnist_root):
+    """A tiny study file through the real cluster: training of both runs as one job array, each
+    run's topology as an array after its own training; a rerun submits nothing."""
+    f = tmp_path / "s.toml"
+    f.write_text(f"""name = "slurmstudy"
+run_dir = "runs"
+[grid]
+permute_labels = [0.0, 0.5]
+[train]
+epochs = 1
+lr = 0.01
+subset = 0.02
+save_epochs = [0, 1]
+data_root = "{fmnist_root}"
+[topology]
+samples = 200
+max_dim = 1
+sample_split = "own"
+epochs = [1]
+""")
+    p = dnntopo("-q", "study", "run", f, "--cluster", "slurm", timeout=400)
+    assert p.returncode == 0, p.stderr
+    trains = []
+    for k in (0, 1):
+        run = storage.Run(tmp_path / "runs" / "lenet_fashion_mnist" / f"trial_{k}")
+        assert run.topology_epochs() == [1] and storage.read_config(run)["permute_labels"] == [0.0, 0.5][k]
+        trains += json.loads((run.root / "logs" / "jobs.json").read_text())["train"]
+    # one array: the same array job id, tasks 0 and 1
+    assert len({t.split("_")[0] for t in trains}) == 1 and sorted(t.split("_")[1] for t in trains) == ["0", "1"]
+    p = dnntopo("-q", "study", "run", f, "--cluster", "slurm", "--no-wait", timeout=120)
+    assert p.returncode == 0 and "2 runs" in p.stdout
+    assert subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout.strip() == ""
