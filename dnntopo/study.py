@@ -158,3 +158,59 @@ def summary_lines(study: Study) -> list[str]:
     lines.append(f"{n} runs, {n * e} epoch files, spec: {study.spec.describe()}")
     return lines
 
+
+
+def report(study: Study, out=None, features=None, by: str = "run") -> list[Path]:
+    """The study's report in one folder (default RUN_DIR/report_<name>): the features table,
+    the evaluation of the gap model beside its baselines, the early-stopping table of every
+    run (proposed stop beside the epoch of best test accuracy and the accuracy lost), and the
+    figures (predicted against true test accuracy; summaries against epoch per run)."""
+    import math
+    from dnntopo import analysis, plots, report as reports, storage
+    out = Path(out) if out else study.run_dir / f"report_{study.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [storage.Run(storage.run_path(t.run_dir, t.net, t.dataset, t.trial)) for t in study.runs()]
+    missing = [str(r.root) for r in runs if not r.config.exists() or not r.topology_epochs()]
+    if missing:
+        raise UserError(f"the study {study.path} is not computed yet ({len(missing)} runs without epoch "
+                        f"files, e.g. {missing[0]}); run `dnntopo study run {study.path}` first")
+    test_split = study.spec.sample_split == "test"
+    rows = analysis.feature_rows([r.root for r in runs], allow_test_split=test_split)
+    made = [out / "features.csv"]
+    analysis.write_csv(rows, made[-1])
+    feats = list(features or analysis.DEFAULT_FEATURES)
+    lines = [f"study {study.name}: {len(runs)} runs, {len(rows)} (run, epoch) rows, spec "
+             f"{study.spec.describe()}", ""]
+    by_ok = len({r.get(by) for r in rows}) >= 2
+    if by_ok and len(rows) > len(feats) + 2:
+        pred, mae = analysis.evaluate(rows, feats, by, allow_test_split=test_split)
+        table = analysis.compare(rows, feats, by, allow_test_split=test_split)
+        lines += [f"generalization gap, leave-one-{by}-out (no test data: split {study.spec.sample_split})",
+                  reports.render(table, "table")]
+        made.append(out / "gengap_predictions.csv")
+        analysis.write_csv(analysis.evaluation_table(pred), made[-1])
+        made.append(analysis.scatter(pred, out / "gengap_scatter.png"))
+    else:
+        lines.append(f"generalization gap: too few {by}s or rows to cross-validate; skipped")
+    es = []
+    for run in runs:
+        if len(run.topology_epochs()) < 2:
+            continue
+        table, stop = analysis.early_stop_table(run, 1)
+        best = max(table, key=lambda r: -math.inf if math.isnan(r["acc_test"]) else r["acc_test"])
+        at = {r["epoch"]: r for r in table}
+        lost = best["acc_test"] - at[stop]["acc_test"] if stop is not None else 0.0
+        es.append({"run": run.root.name, "proposed_stop": stop if stop is not None else "none",
+                   "best_epoch": best["epoch"], "best_acc_test": best["acc_test"],
+                   "acc_test_at_stop": at[stop]["acc_test"] if stop is not None else table[-1]["acc_test"],
+                   "lost": lost})
+        made.append(plots.summaries_vs_epoch(run, out / f"summaries_{run.root.name}.png"))
+    if es:
+        lines += ["", "early stopping (Betti-1 peak density, epsilon 0.005; never stopping: the last epoch)",
+                  reports.render(es, "table")]
+        made.append(out / "early_stop.csv")
+        analysis.write_csv(es, made[-1])
+    made.append(out / "report.txt")
+    from hpc.io import write_text_atomic
+    write_text_atomic(made[-1], "\n".join(lines) + "\n")
+    return made

@@ -21,7 +21,7 @@ data_root = "{data}"
 samples = 200
 max_dim = 1
 sample_split = "own"
-epochs = [1]
+epochs = [0, 1]
 """
 
 
@@ -55,9 +55,24 @@ def test_tiny_study_in_this_process(tmp_path, fmnist_root):
     for run, noise in zip(runs, (0.0, 0.5)):
         cfg = storage.read_config(run)
         assert (cfg["permute_labels"], cfg["subset"], cfg["n_train"]) == (noise, 0.02, 1200)
-        assert run.topology_epochs() == [1]
+        assert run.topology_epochs() == [0, 1]
         assert storage.read_attrs(run.epoch_file(1))["sample_split"] == "own"
     before = {r.root: (r.epoch_file(1).stat().st_mtime_ns, r.checkpoint(1).stat().st_mtime_ns) for r in runs}
     p = dnntopo("-q", "study", "run", f, "--cluster", "none", timeout=120)      # a rerun does nothing
     assert p.returncode == 0, p.stderr
     assert {r.root: (r.epoch_file(1).stat().st_mtime_ns, r.checkpoint(1).stat().st_mtime_ns) for r in runs} == before
+
+    # the report: features (own split), early stopping beside the best epoch, figures
+    p = dnntopo("study", "report", f, timeout=300)
+    assert p.returncode == 0, p.stderr
+    folder = tmp_path / "runs" / "report_t"
+    feats = (folder / "features.csv").read_text().splitlines()
+    assert len(feats) == 1 + 4 and "sample_split" in feats[0] and all(",own," in line for line in feats[1:])
+    es = (folder / "early_stop.csv").read_text().splitlines()
+    assert es[0].startswith("run,proposed_stop,best_epoch") and len(es) == 3
+    for line, run in zip(es[1:], runs):
+        stats = storage.read_stats(run)
+        best = max(stats, key=lambda r: r["acc_test"])["epoch"]
+        assert line.split(",")[2] == str(best)
+    assert (folder / "summaries_trial_1.png").read_bytes()[:4] == b"\x89PNG"
+    assert "early stopping" in (folder / "report.txt").read_text()
