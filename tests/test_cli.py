@@ -34,3 +34,10 @@ def test_main_job_with_topology_while_training(tmp_path, fmnist_root):
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
     st = dnntopo("status", "--run", run.root, check=True).stdout
     assert all(f"    {e}  done" in st for e in range(4)), st
+    # the same command again: nothing retrained, nothing recomputed
+    stamps = {q: q.stat().st_mtime_ns for q in list(run.checkpoints.iterdir()) + list(run.topology.glob("*.h5"))}
+    p = dnntopo("-q", "run", "--data-root", fmnist_root, "--epochs", "3", "--lr", "0.01", "--subset", "0.05",
+                "--topology-every", "1", "--max-dim", "2", "--samples", "300", "--save-epochs", "0", "3",
+                "--run-dir", tmp_path, timeout=400)
+    assert p.returncode == 0, p.stderr
+    assert {q: q.stat().st_mtime_ns for q in stamps} == stamps

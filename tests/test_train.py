@@ -71,3 +71,23 @@ def test_bad_inputs_give_one_line(tmp_path):
         if args[0] == "--device" and torch.cuda.is_available():
             continue
         assert p.returncode != 0 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_same_training_twice_reuses_the_run(trained_run, tmp_path, fmnist_root):
+    """The same command over a complete run trains nothing; other parameters are refused and
+    leave the run as it was; --restart trains anew."""
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_run.parents[1], runs)
+    run = storage.Run(runs / "lenet_fashion_mnist" / "trial_0")
+    same = ["train", "--net", "lenet", "--data-root", fmnist_root, "--epochs", "2", "--lr", "0.01",
+            "--subset", "0.1", "--save-epochs", "0", "1", "2", "--run-dir", runs]
+    stamps = {p.name: p.stat().st_mtime_ns for p in sorted(run.root.rglob("*")) if p.is_file()}
+    p = dnntopo(*same)
+    assert p.returncode == 0 and "nothing to train" in p.stderr, p.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in sorted(run.root.rglob("*")) if p.is_file()} == stamps
+    p = dnntopo(*[a if a != "0.1" else "0.2" for a in same])
+    assert p.returncode == 2 and "--subset 0.1 (0.2 asked)" in p.stderr
+    p = dnntopo("-q", *[a if a != "0.1" else "0.05" for a in same], "--restart")
+    assert p.returncode == 0, p.stderr
+    cfg = json.loads(run.config.read_text())
+    assert cfg["subset"] == 0.05 and cfg["n_train"] == 3000 and run.saved_epochs() == [0, 1, 2]
