@@ -87,7 +87,10 @@ def test_same_training_twice_reuses_the_run(trained_run, tmp_path, fmnist_root):
     assert {p.name: p.stat().st_mtime_ns for p in sorted(run.root.rglob("*")) if p.is_file()} == stamps
     p = dnntopo(*[a if a != "0.1" else "0.2" for a in same])
     assert p.returncode == 2 and "--subset 0.1 (0.2 asked)" in p.stderr
-    p = dnntopo("-q", *[a if a != "0.1" else "0.05" for a in same], "--restart")
+    anew = ["train", "--net", "lenet", "--data-root", fmnist_root, "--epochs", "1", "--lr", "0.01",
+            "--subset", "0.05", "--save-epochs", "0", "1", "--run-dir", runs]
+    p = dnntopo("-q", *anew, "--restart")
     assert p.returncode == 0, p.stderr
     cfg = json.loads(run.config.read_text())
-    assert cfg["subset"] == 0.05 and cfg["n_train"] == 3000 and run.saved_epochs() == [0, 1, 2]
+    assert cfg["subset"] == 0.05 and cfg["n_train"] == 3000 and run.saved_epochs() == [0, 1]
+    assert [r["epoch"] for r in storage.read_stats(run)] == [0, 1]      # the old epoch 2 is gone
