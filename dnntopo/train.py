@@ -52,6 +52,12 @@ class TrainConfig:
     augment: bool = param(False, "random crop and flip while training", type=bool, group="training")
     device: str = param("auto", "auto (CUDA when present), cpu or cuda[:k]", type=str, group="training")
     run_dir: str = param("runs", "folder of all runs", type=str, group="training")
+    eval_samples: int = param(0, "per-epoch accuracies on the first N training and N test samples "
+                                 "(0: all; studies of small subsets)", type=int, group="training")
+    torch_threads: int = param(0, "torch threads for training (0: torch's default; several runs side "
+                                  "by side)", type=int, group="training")
+    stop_at_acc: float = param(0.0, "stop once the training accuracy reaches this (0: never; "
+                                    "memorization studies)", type=float, group="training")
     patience: int = 3
 
     def __post_init__(self):
@@ -70,6 +76,12 @@ class TrainConfig:
             raise UserError("--permute-labels must be a fraction in [0, 1]")
         if not 0 < self.subset <= 1:
             raise UserError("--subset must be a fraction in (0, 1]")
+        if self.eval_samples < 0:
+            raise UserError(f"--eval-samples {self.eval_samples}: must be 0 (all) or more")
+        if self.torch_threads < 0:
+            raise UserError(f"--torch-threads {self.torch_threads}: must be 0 (default) or more")
+        if not 0 <= self.stop_at_acc <= 1:
+            raise UserError(f"--stop-at-acc {self.stop_at_acc}: must be an accuracy in [0, 1] (0: never)")
         bad = [e for e in self.save_epochs if e < 0 or e > self.epochs]
         if bad:
             raise UserError(f"--save-epochs {bad}: each must lie in 0..--epochs ({self.epochs})")
@@ -195,7 +207,7 @@ def save_atomic(obj, path):
 
 
 #: Fields that say how far, where and on what a run is trained, not what the run is.
-NOT_IDENTITY = ("epochs", "save_epochs", "device", "run_dir", "data_root")
+NOT_IDENTITY = ("epochs", "save_epochs", "device", "run_dir", "data_root", "torch_threads")
 
 
 def _flag(name: str) -> str:
@@ -221,12 +233,13 @@ def check_existing(run: storage.Run, cfg: TrainConfig, resume: bool) -> str:
                         f"or --run-dir, or pass --restart to remove its checkpoints, topology and stats "
                         f"and train anew")
     done = max((r["epoch"] for r in storage.read_stats(run)), default=-1)
+    stopped = old.get("stopped_at")
     lost = [e for e in cfg.save_epochs if e <= done and not run.checkpoint(e).exists()]
     if lost:
         raise UserError(f"--save-epochs {' '.join(map(str, lost))}: {run.root} was trained past them "
                         f"without checkpointing them; pass --restart to train anew with them")
-    if done >= cfg.epochs:
-        return "reuse"
+    if done >= cfg.epochs or (stopped is not None and done >= stopped):
+        return "reuse"      # complete, or stopped by its rule (--stop-at-acc, --early-stop)
     if not resume:
         raise UserError(f"{run.root} holds this training up to epoch {done} of {cfg.epochs}; continue "
                         f"it with --resume, or pass --restart to train anew")
@@ -262,8 +275,13 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, on_epoch=
         old = storage.read_config(run)
         cfg = dataclasses.replace(cfg, save_epochs=sorted(set(cfg.save_epochs) | set(old.get("save_epochs", []))))
     device = resolve_device(cfg.device)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     train_set, test_set = prepare_data(cfg)
+    n = cfg.eval_samples   # fixed evaluation sets: the first n samples of each
+    eval_train = train_set.subset(np.arange(min(n, len(train_set)))) if n else train_set
+    eval_test = test_set.subset(np.arange(min(n, len(test_set)))) if n else test_set
     storage.ensure_dirs(run)
     storage.check_space(run.root, _checkpoint_bytes(cfg, train_set) * (len(cfg.save_epochs) + 2),
                         "the checkpoints")
@@ -287,7 +305,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, on_epoch=
     storage.write_config(run, config)
 
     def finish_epoch(epoch, tr):
-        te = evaluate(model, test_set, device)
+        te = evaluate(model, eval_test, device)
         row = dict(epoch=epoch, loss_train=tr[0], acc_train=tr[1], loss_test=te[0], acc_test=te[1])
         rows.append(row)
         storage.write_stats(run, rows)
@@ -296,10 +314,18 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, on_epoch=
         save_atomic({"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict()}, run.resume_state)
         _say(quiet, f"epoch {epoch}: loss {tr[0]:.4f} acc {tr[1]:.4f} | test loss {te[0]:.4f} acc {te[1]:.4f}")
-        return on_epoch(epoch, model, row) if on_epoch else False
+        stop = on_epoch(epoch, model, row) if on_epoch else False
+        if cfg.stop_at_acc and tr[1] >= cfg.stop_at_acc and epoch > 0:
+            _say(quiet, f"training accuracy {tr[1]:.4f} reached --stop-at-acc {cfg.stop_at_acc}: "
+                        f"training ends after epoch {epoch}")
+            stop = True
+        if stop:   # recorded: the run is complete at this epoch (a rerun reuses it)
+            config["stopped_at"] = epoch
+            storage.write_config(run, config)
+        return stop
 
     if start == 0:
-        if finish_epoch(0, evaluate(model, train_set, device)):
+        if finish_epoch(0, evaluate(model, eval_train, device)):
             return run
         start = 1
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -317,7 +343,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, on_epoch=
             loss = F.nll_loss(model(x), y)
             loss.backward()
             opt.step()
-        tr = evaluate(model, train_set, device)
+        tr = evaluate(model, eval_train, device)
         sched.step(tr[0])
         if finish_epoch(epoch, tr):
             break

@@ -94,3 +94,22 @@ def test_same_training_twice_reuses_the_run(trained_run, tmp_path, fmnist_root):
     cfg = json.loads(run.config.read_text())
     assert cfg["subset"] == 0.05 and cfg["n_train"] == 3000 and run.saved_epochs() == [0, 1]
     assert [r["epoch"] for r in storage.read_stats(run)] == [0, 1]      # the old epoch 2 is gone
+
+
+def test_study_options_eval_samples_and_stop_at_accuracy(tmp_path, fmnist_root):
+    args = ["train", "--data-root", fmnist_root, "--epochs", "6", "--lr", "0.05", "--subset", "0.05",
+            "--save-epochs", "0", "--eval-samples", "400", "--stop-at-acc", "0.5", "--torch-threads", "1",
+            "--run-dir", tmp_path]
+    p = dnntopo("-q", *args)
+    assert p.returncode == 0, p.stderr
+    run = storage.Run(tmp_path / "lenet_fashion_mnist" / "trial_0")
+    rows = storage.read_stats(run)
+    last = rows[-1]
+    # accuracies on 400 fixed samples: multiples of 1/400; stopped at the first epoch >= 0.5
+    assert all(abs(r[k] * 400 - round(r[k] * 400)) < 1e-3 for r in rows for k in ("acc_train", "acc_test"))
+    assert last["acc_train"] >= 0.5 and all(r["acc_train"] < 0.5 for r in rows[1:-1]) and len(rows) < 7
+    assert json.loads(run.config.read_text())["stopped_at"] == last["epoch"]
+    p = dnntopo(*args)                                   # stopped by its rule: complete, reused
+    assert p.returncode == 0 and "nothing to train" in p.stderr, p.stderr
+    p = dnntopo("train", "--epochs", "1", "--stop-at-acc", "1.5", "--run-dir", tmp_path / "x")
+    assert p.returncode == 2 and "--stop-at-acc 1.5" in p.stderr
