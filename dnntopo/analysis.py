@@ -163,11 +163,6 @@ TEST_COLUMNS = ("gap", "acc_test", "loss_test")
 ALLOW_TEST = "--allow-test-split"
 
 
-def _split_of(run: storage.Run, epoch: int) -> str:
-    # files written before the split was an attribute were computed on the test split (the default)
-    return str(storage.read_attrs(run.epoch_file(epoch)).get("sample_split", "test"))
-
-
 def _name_epochs(pairs) -> str:
     """'RUN (epochs 0 1 2), RUN2 (epochs 3)' from (run, epoch) pairs, in order."""
     by_run: dict = {}
@@ -189,9 +184,10 @@ def feature_rows(folders, allow_mixed: bool = False, allow_test_split: bool = Fa
     runs = [r for f in folders for r in storage.runs_under(f)]
     if not runs:
         raise UserError(f"no run folders (config.json) under {' '.join(map(str, folders))}")
-    require_same([(f"{run.root}:{e}", storage.read_attrs(run.epoch_file(e)))
-                  for run in runs for e in run.topology_epochs()], allow_mixed, what="run:epoch")
-    splits = {(run.root, e): _split_of(run, e) for run in runs for e in run.topology_epochs()}
+    attrs = {(run.root, e): storage.read_attrs(run.epoch_file(e)) for run in runs for e in run.topology_epochs()}
+    require_same([(f"{root}:{e}", a) for (root, e), a in attrs.items()], allow_mixed, what="run:epoch")
+    # files written before the split was an attribute were computed on the test split (the default)
+    splits = {key: str(a.get("sample_split", "test")) for key, a in attrs.items()}
     on_test = [key for key, split in splits.items() if split == "test"]
     if on_test and not allow_test_split:
         raise UserError(f"epochs computed on the test split: {_name_epochs(on_test)}; the gap model promises "

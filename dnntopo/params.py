@@ -11,14 +11,9 @@ def param(default, help: str, *, type=None, choices=None, nargs=None, group: str
     """A dataclass field that is also a command-line flag (`--field-name` unless `flag`)."""
     md = dict(help=help, type=type, choices=choices, nargs=nargs, group=group, flag=flag,
               dest=dest, **meta)
-    if isinstance(default, (list, dict, set)):
-        value = default
-        return field(default_factory=lambda: type_copy(value), metadata=md)
+    if isinstance(default, (list, dict, set)):   # mutable: a fresh copy per instance
+        return field(default_factory=default.copy, metadata=md)
     return field(default=default, metadata=md)
-
-
-def type_copy(value):
-    return value.copy()
 
 
 def flag_of(f) -> str:

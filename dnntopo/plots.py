@@ -24,7 +24,8 @@ def _smooth(y: np.ndarray, width: int) -> np.ndarray:
 
 def formats() -> tuple:
     """File suffixes matplotlib can write (.png, .pdf, .svg, ...)."""
-    return tuple(f".{k}" for k in plt.figure().canvas.get_supported_filetypes())
+    from matplotlib.backend_bases import FigureCanvasBase
+    return tuple(f".{k}" for k in FigureCanvasBase.get_supported_filetypes())
 
 
 def is_figure(path) -> bool:
@@ -37,7 +38,6 @@ def is_figure(path) -> bool:
 
 def check_out(out, overwrite: bool = False):
     """A figure path that is safe to write (see storage.check_output)."""
-    plt.close("all")
     return storage.check_output(out, kinds=formats(), mine=is_figure, overwrite=overwrite)
 
 

@@ -150,11 +150,10 @@ def run(study: Study, scheduler=None, wait: bool = True, quiet: bool = True) -> 
 def summary_lines(study: Study) -> list[str]:
     """What the study will do, one line per run."""
     keys = list(study.grid)
-    lines = []
-    for t in study.runs():
-        lines.append(f"trial {t.trial}: " + ", ".join(f"{k}={getattr(t, k)}" for k in keys))
-    n = len(lines)
-    e = len(study.topology_epochs) or len(study.runs()[0].save_epochs or [])
+    runs = study.runs()
+    lines = [f"trial {t.trial}: " + ", ".join(f"{k}={getattr(t, k)}" for k in keys) for t in runs]
+    n = len(runs)
+    e = len(study.topology_epochs) or len(runs[0].save_epochs)
     lines.append(f"{n} runs, {n * e} epoch files, spec: {study.spec.describe()}")
     return lines
 

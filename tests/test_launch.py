@@ -22,6 +22,13 @@ def fake_program(folder: Path, name: str, body: str) -> Path:
     return path
 
 
+def launch_error(prog, out, mode="mpiexec", timeout=30) -> LaunchError:
+    """The LaunchError that running `prog` (writing `out`) through `mode` raises."""
+    with pytest.raises(LaunchError) as exc:
+        run_external(SerialComm(), Launch(str(prog), [out], mode=mode, timeout=timeout), out, exists)
+    return exc.value
+
+
 def exists(path) -> bool:
     return os.path.exists(path)
 
@@ -103,18 +110,16 @@ def test_program_that_fails(tmp_path):
         sys.exit(3)
         """)
     out = tmp_path / "out.txt"
-    with pytest.raises(LaunchError) as exc:
-        run_external(SerialComm(), Launch(str(prog), [out], mode="mpiexec", timeout=30), out, exists)
-    assert exc.value.kind == "failed"
-    assert "status 3" in str(exc.value) and "error: bad input" in str(exc.value)
+    err = launch_error(prog, out)
+    assert err.kind == "failed"
+    assert "status 3" in str(err) and "error: bad input" in str(err)
 
 
 def test_program_that_exits_without_output(tmp_path):
     prog = fake_program(tmp_path, "lazy.py", "pass\n")
     out = tmp_path / "out.txt"
-    with pytest.raises(LaunchError) as exc:
-        run_external(SerialComm(), Launch(str(prog), [out], mode="mpiexec", timeout=30), out, exists)
-    assert exc.value.kind == "incomplete"
+    err = launch_error(prog, out)
+    assert err.kind == "incomplete"
 
 
 def test_program_that_never_writes_times_out_and_is_killed(tmp_path):
@@ -124,10 +129,9 @@ def test_program_that_never_writes_times_out_and_is_killed(tmp_path):
         """)
     out = tmp_path / "out.txt"
     t0 = time.monotonic()
-    with pytest.raises(LaunchError) as exc:
-        run_external(SerialComm(), Launch(str(prog), [out], mode="mpiexec", timeout=2), out, exists)
+    err = launch_error(prog, out, timeout=2)
     elapsed = time.monotonic() - t0
-    assert exc.value.kind == "timeout"
+    assert err.kind == "timeout"
     assert 2 <= elapsed < 6, elapsed
     pid = int(Path(str(out) + ".pid").read_text())
     assert still_running([pid]) == []
@@ -149,9 +153,8 @@ def test_progress_is_called_with_increasing_whole_seconds(tmp_path):
 def test_spawn_needs_an_mpi_launch(tmp_path):
     prog = fake_program(tmp_path, "ok.py", "open(sys.argv[1], 'w').write('x')\n")
     out = tmp_path / "out.txt"
-    with pytest.raises(LaunchError) as exc:
-        run_external(SerialComm(), Launch(str(prog), [out], mode="spawn", timeout=30), out, exists)
-    assert exc.value.kind == "spawn-refused"
+    err = launch_error(prog, out, mode="spawn")
+    assert err.kind == "spawn-refused"
     assert not out.exists()  # nothing was started
 
 
@@ -166,10 +169,7 @@ def test_missing_mpiexec_for_several_processes(tmp_path):
 
 def test_missing_program_cannot_start(tmp_path):
     out = tmp_path / "out.txt"
-    with pytest.raises(LaunchError) as exc:
-        run_external(SerialComm(), Launch(str(tmp_path / "nowhere"), [out], mode="mpiexec", timeout=30),
-                     out, exists)
-    assert exc.value.kind == "start"
+    assert launch_error(tmp_path / "nowhere", out).kind == "start"
 
 
 def test_program_with_much_stderr_is_not_blocked(tmp_path):
