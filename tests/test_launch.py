@@ -228,12 +228,12 @@ def test_timeout_ends_every_process_of_the_external_job(tmp_path, monkeypatch):
         monkeypatch.setenv(k, v)
     pids = tmp_path / "pids"
     pids.mkdir()
-    prog = fake_program(tmp_path, "hang.py", f"""
-        open(os.path.join({str(pids)!r}, str(os.getpid())), "w").close()
-        time.sleep(30)
-        """)
+    # a shell script starts in milliseconds; the timeout leaves mpiexec room on a loaded machine
+    prog = tmp_path / "hang.sh"
+    prog.write_text(f"#!/bin/sh\ntouch {str(pids)!r}/$$\nexec sleep 60\n")
+    prog.chmod(0o755)
     out = tmp_path / "out.txt"
-    launch = Launch(str(prog), [out], procs=2, mode="mpiexec", timeout=2)
+    launch = Launch(str(prog), [out], procs=2, mode="mpiexec", timeout=6)
     try:
         with pytest.raises(LaunchError) as exc:
             run_external(SerialComm(), launch, out, exists)
