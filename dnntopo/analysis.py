@@ -124,6 +124,51 @@ def early_stop_table(run: storage.Run, dim: int, axis: str = "density", epsilon:
     return rows, stop
 
 
+def patience_stop(stats, patience: int = 5):
+    """The validation baseline of early stopping: (kept epoch, epoch training stops) from the
+    per-epoch validation accuracy (`acc_val`, of `--val-samples`). Training stops once
+    `patience` epochs pass without a better validation accuracy, and keeps the best epoch seen;
+    a run that never runs out of patience keeps its best epoch at the end. (None, None) when the
+    run has no validation accuracy."""
+    if isinstance(patience, bool) or int(patience) != patience or patience < 1:
+        raise UserError(f"--patience {patience}: must be a whole number of epochs >= 1")
+    rows = sorted((r for r in stats if not math.isnan(r.get("acc_val", math.nan))), key=lambda r: r["epoch"])
+    if not rows:
+        return None, None
+    acc = np.array([r["acc_val"] for r in rows])
+    best = np.maximum.accumulate(acc)
+    improved = np.concatenate([[True], acc[1:] > best[:-1]])
+    since = np.arange(len(acc)) - np.maximum.accumulate(np.where(improved, np.arange(len(acc)), 0))
+    out = np.flatnonzero(since >= patience)
+    end = int(out[0]) if out.size else len(acc) - 1
+    keep = int(np.argmax(acc[:end + 1]))                 # first best on ties
+    return int(rows[keep]["epoch"]), int(rows[end]["epoch"])
+
+
+def stopping_regret(run: storage.Run, stop, patience: int = 5) -> list[dict]:
+    """The test accuracy each stopping rule gives up against the epoch of best test accuracy
+    (its regret): the topology rule's proposed epoch (`stop`; None: it never fired, so training
+    runs to the end), the validation rule (`patience_stop`, when the run has `--val-samples`),
+    and never stopping (the last trained epoch). One row per rule: rule, epoch, acc_test,
+    best_epoch, best_acc_test, lost."""
+    stats = {r["epoch"]: r for r in storage.read_stats(run)}
+    if not stats:
+        raise UserError(f"{run.stats}: no training statistics; the regret needs the run's test accuracy")
+    scored = {e: r["acc_test"] for e, r in stats.items() if not math.isnan(r["acc_test"])}
+    best = max(scored, key=lambda e: (scored[e], -e))
+    last = max(stats)
+    rules = [("topology (Betti peak)", stop if stop is not None else last)]
+    keep, _ = patience_stop(stats.values(), patience)
+    rules.append((f"validation (patience {patience})", keep))
+    rules.append(("never stop", last))
+    out = []
+    for name, e in rules:
+        acc = scored.get(e, math.nan) if e is not None else math.nan
+        out.append({"rule": name, "epoch": e if e is not None else "no --val-samples", "acc_test": acc,
+                    "best_epoch": best, "best_acc_test": scored[best], "lost": scored[best] - acc})
+    return out
+
+
 def plot_early_stop(rows, stop, out, title: str, axis: str):
     import matplotlib
     matplotlib.use("Agg")

@@ -135,10 +135,14 @@ def cmd_study(a):
         print("\n".join(studies.summary_lines(st)))
     elif a.action == "run":
         sched = None if a.cluster == "none" else _scheduler(a)
-        runs = studies.run(st, sched, wait=not a.no_wait, quiet=a.quiet)
+        if a.parallel is not None and (a.parallel < 1 or sched is not None):
+            raise UserError(f"--parallel {a.parallel}: " + ("must be 1 or more" if a.parallel < 1 else
+                            "runs side by side on this machine; it goes with --cluster none"))
+        runs = studies.run(st, sched, wait=not a.no_wait, quiet=a.quiet,
+                           parallel=a.parallel if a.parallel is not None else studies.cores())
         print(f"{len(runs)} runs in {st.run_dir}" + ("" if sched is None or not a.no_wait else " (submitted)"))
     else:
-        for path in studies.report(st, a.out):
+        for path in studies.report(st, a.out, patience=a.patience):
             print(path)
 
 
@@ -191,6 +195,8 @@ def cmd_early_stop(a):
     print(f"proposed stopping epoch (dim {a.dim}, {a.axis}, epsilon {a.epsilon}{smooth}; the first move of the "
           f"peak back toward higher {a.axis} by more than epsilon): "
           f"{stop if stop is not None else 'none yet (the peak has not regressed toward higher ' + a.axis + ')'}")
+    print("beside the baselines (test accuracy lost against the epoch of best test accuracy):")
+    sys.stdout.write(report.render(analysis.stopping_regret(run, stop, a.patience), "table"))
     cfg = storage.read_config(run)
     out = analysis.plot_early_stop(rows, stop, out, f"{cfg['net']} on {cfg['dataset']}: Betti-{a.dim} peak",
                                    a.axis)
@@ -277,7 +283,7 @@ def _add_scheduling(t, none: bool = False):
     g = t.add_argument_group("scheduling (site values: --slurm-config FILE, then these flags)")
     g.add_argument("--cluster", default=None, choices=("slurm", "local", "debug") + (("none",) if none else ()),
                    help="slurm where sbatch exists, else local (default: auto)" +
-                        ("; none: in this process, one run after another" if none else ""))
+                        ("; none: on this machine without a scheduler (see --parallel)" if none else ""))
     g.add_argument("--slurm-config", default="", help="KEY=value file like slurm/site.conf.example")
     add_site_flags(g)
     return g
@@ -342,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("file", help="the study file (TOML)")
     t.add_argument("--out", default=None, help="report: folder of the report (default RUN_DIR/report_<name>)")
     t.add_argument("--no-wait", action="store_true", help="run: submit and return without waiting")
+    t.add_argument("--parallel", type=int, default=None, metavar="P",
+                   help="run with --cluster none: P runs side by side, each on its share of the cores "
+                        "(default: one per core)")
+    t.add_argument("--patience", type=int, default=5,
+                   help="report: the validation early-stopping baseline's patience (default 5)")
     _add_scheduling(t, none=True)
     t.set_defaults(func=cmd_study)
 
@@ -363,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--smooth-epochs", type=int, default=1, metavar="K",
                    help="average the peak position over the last K computed epochs before taking the "
                         "change (default 1: no smoothing)")
+    t.add_argument("--patience", type=int, default=5,
+                   help="the validation baseline's patience in epochs (runs trained with --val-samples; "
+                        "default 5)")
     t.add_argument("--out", default=None, help="plot file (default RUN/plots/early_stop_dim<d>.png)")
     _mixed(t)
     t.set_defaults(func=cmd_early_stop)

@@ -39,8 +39,11 @@ class TopologyTask:
     spec: TopologySpec
     opts: pipeline.TopologyOptions = pipeline.TopologyOptions(quiet=True)
 
-    def __call__(self, epoch: int) -> str:
+    def __call__(self, epoch: int) -> str | None:
         from hpc.comm import abort_with, get_comm
+        run = storage.Run(Path(self.run))
+        if not trained_epochs(run, [epoch]):
+            return None    # after the epoch its training stopped at (--stop-at-acc): nothing to do
         comm = get_comm()
         try:
             return str(pipeline.run_topology(comm, storage.Run(Path(self.run)), self.spec,
@@ -49,6 +52,13 @@ class TopologyTask:
             if comm.Get_size() > 1:  # one failing rank must not leave the others in a collective
                 abort_with(comm, "dnntopo", f"error: {exc}", 1)
             raise
+
+
+def trained_epochs(run: storage.Run, epochs) -> list[int]:
+    """The `epochs` a run's training reached: all of them, but those after the epoch where a
+    training rule (--stop-at-acc, --early-stop) stopped it, which have no checkpoint."""
+    stopped = storage.read_config(run).get("stopped_at") if run.config.exists() else None
+    return [e for e in epochs if stopped is None or e <= stopped]
 
 
 def epoch_states(run: storage.Run, epochs, spec: TopologySpec, extras=()) -> list[EpochState]:
@@ -96,13 +106,14 @@ def plan_run(tcfg: TrainConfig, spec: TopologySpec, topology_epochs=(), opts=Non
     if retrain:   # once, here: the requeued training task itself always resumes
         from dnntopo.train import restart
         restart(run)
+    state = "new"
     if run.config.exists():  # an existing run is reused or continued, never mixed (refused here)
         from dnntopo.train import check_existing
-        check_existing(run, tcfg, resume=True)
-    need_train = any(not run.checkpoint(e).exists() for e in tcfg.save_epochs) or \
-        max((r["epoch"] for r in storage.read_stats(run)), default=-1) < tcfg.epochs
+        state = check_existing(run, tcfg, resume=True)
+    need_train = state != "reuse"   # "reuse": trained to --epochs, or stopped by its rule
     resolved = spec.resolved(tcfg.net)
-    todo = list(epochs) if need_train else pending_epochs(run, epochs, resolved, opts.extras())
+    todo = list(epochs) if need_train else \
+        pending_epochs(run, trained_epochs(run, epochs), resolved, opts.extras())
     return RunPlan(run, tcfg, spec, opts, need_train, todo)
 
 

@@ -21,6 +21,8 @@ from dnntopo.errors import UserError
 from hpc.io import atomic_path, clean_stale, write_text_atomic
 
 STATS_FIELDS = ("epoch", "loss_train", "loss_test", "acc_train", "acc_test")
+#: Columns written only by runs trained with --val-samples.
+VAL_FIELDS = ("loss_val", "acc_val")
 
 
 def run_path(run_dir, net: str, dataset: str, trial: int) -> Path:
@@ -134,7 +136,8 @@ def read_stats(run: Run) -> list[dict]:
     try:
         with open(run.stats, newline="") as fh:
             rows = list(csv.DictReader(fh))
-        out = [{k: (int(r[k]) if k == "epoch" else float(r[k])) for k in STATS_FIELDS} for r in rows]
+        keys = STATS_FIELDS + tuple(k for k in VAL_FIELDS if rows and k in rows[0])
+        out = [{k: (int(r[k]) if k == "epoch" else float(r[k])) for k in keys} for r in rows]
     except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as exc:
         raise UserError(f"cannot read {run.stats}: not the stats of `dnntopo train` ({exc}); it is "
                         f"damaged: train the run again (dnntopo train ... --restart)") from None
@@ -143,10 +146,11 @@ def read_stats(run: Run) -> list[dict]:
 
 def write_stats(run: Run, rows: list[dict]):
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=STATS_FIELDS, lineterminator="\n")
+    keys = STATS_FIELDS + tuple(k for k in VAL_FIELDS if rows and all(k in r for r in rows))
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
     w.writeheader()
     for r in sorted(rows, key=lambda r: r["epoch"]):
-        w.writerow({k: (r[k] if k == "epoch" else f"{r[k]:.6f}") for k in STATS_FIELDS})
+        w.writerow({k: (r[k] if k == "epoch" else f"{r[k]:.6f}") for k in keys})
     with writing(run.stats):
         write_text_atomic(run.stats, buf.getvalue())
 

@@ -19,6 +19,12 @@ process), then reported with the analyses.
     max_dim = 1
     sample_split = "own"
     epochs = [0, 1, 2, 3, 4, 5]
+    [[override]]                      # training parameters for the runs that match `when`
+    when = { subset = 0.1 }           #   (grid values); later overrides win
+    epochs = 3
+
+A run's topology epochs beyond its own --epochs are dropped, and so are those after a training
+stopped by its rule (--stop-at-acc): they have no checkpoint.
 
 Runs are numbered in grid order (trial k of `<net>_<dataset>`). A rerun does only what is
 missing: training that is complete is reused, epoch files that are current are kept.
@@ -35,7 +41,7 @@ from dnntopo.train import TrainConfig
 
 #: Training parameters a grid may vary.
 GRID_KEYS = ("net", "dataset", "subset", "permute_labels", "binarize_labels", "seed", "lr", "batch_size")
-SECTIONS = ("name", "run_dir", "grid", "train", "topology")
+SECTIONS = ("name", "run_dir", "grid", "train", "topology", "override")
 
 
 @dataclass(frozen=True)
@@ -48,13 +54,18 @@ class Study:
     train: dict = field(default_factory=dict)
     spec: TopologySpec = TopologySpec()
     topology_epochs: tuple = ()
+    overrides: tuple = ()           # ((when: dict, train values: dict), ...)
 
     def runs(self) -> list[TrainConfig]:
         """One training config per grid point, numbered in grid order."""
         keys = list(self.grid)
         out = []
         for k, values in enumerate(itertools.product(*(self.grid[key] for key in keys))):
-            cfg = dict(self.train, **dict(zip(keys, values)), trial=k, run_dir=str(self.run_dir))
+            point = dict(zip(keys, values))
+            cfg = dict(self.train, **point, trial=k, run_dir=str(self.run_dir))
+            for when, values_ in self.overrides:
+                if all(point.get(key) == v for key, v in when.items()):
+                    cfg.update(values_)
             try:
                 tcfg = TrainConfig(**cfg)
                 tcfg.validate()
@@ -64,6 +75,10 @@ class Study:
                 raise UserError(f"{self.path}, run {k} ({_point(keys, values)}): {exc}") from None
             out.append(tcfg)
         return out
+
+    def epochs_of(self, tcfg: TrainConfig) -> tuple:
+        """The topology epochs of one run: the study's, within the run's own --epochs."""
+        return tuple(e for e in self.topology_epochs if e <= tcfg.epochs)
 
 
 def _point(keys, values) -> str:
@@ -120,25 +135,97 @@ def load(path) -> Study:
     run_dir = Path(doc.get("run_dir", "study_runs"))
     if not run_dir.is_absolute():
         run_dir = (path.resolve().parent / run_dir).resolve()
-    study = Study(path, name, run_dir, grid, train, spec, tuple(epochs))
+    overrides = []
+    raw = doc.get("override", [])
+    if not isinstance(raw, list):
+        raise UserError(f"{path}: override must be written [[override]] (a list of tables)")
+    for n, o in enumerate(raw, 1):
+        o = dict(o)
+        when = o.pop("when", None)
+        if not isinstance(when, dict) or not when:
+            raise UserError(f"{path}: [[override]] {n} needs when = {{ KEY = value }} naming grid values")
+        bad = sorted(set(when) - set(grid))
+        if bad:
+            raise UserError(f"{path}: [[override]] {n}: when names {', '.join(bad)}, not a [grid] key "
+                            f"(grid keys: {', '.join(grid) or 'none'})")
+        nowhere = [f"{k}={v!r}" for k, v in when.items() if v not in grid[k]]
+        if nowhere:
+            raise UserError(f"{path}: [[override]] {n}: when {', '.join(nowhere)} matches no grid value")
+        bad = sorted(set(o) - train_names)
+        if bad or not o:
+            raise UserError(f"{path}: [[override]] {n}: " + (f"unknown training key {', '.join(bad)}" if bad
+                            else "sets nothing") + f" (valid: {', '.join(sorted(train_names))})")
+        both = sorted(set(o) & set(grid))
+        if both:
+            raise UserError(f"{path}: [[override]] {n} sets {', '.join(both)}, which [grid] varies")
+        overrides.append((when, o))
+    study = Study(path, name, run_dir, grid, train, spec, tuple(epochs), tuple(overrides))
     study.runs()   # validate every grid point now
     return study
 
 
-def run(study: Study, scheduler=None, wait: bool = True, quiet: bool = True) -> list:
+def cores() -> int:
+    """The cores this process may use (its CPU affinity: a SLURM allocation or taskset)."""
+    import os
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _one_run(p, spec: TopologySpec, quiet: bool) -> str:
+    """Train one planned run (if needed) and compute its epoch files, in this process."""
+    from dnntopo import jobs, pipeline
+    from hpc.comm import SerialComm
+    if p.need_train:
+        pipeline.train_run(SerialComm(), p.tcfg, quiet=quiet, resume=True)
+    todo = jobs.trained_epochs(p.run, p.todo)
+    if todo:
+        pipeline.run_topology(SerialComm(), p.run, spec, replace(p.opts, epochs=tuple(todo), quiet=quiet))
+    return str(p.run.root)
+
+
+def share(plans: list, spec: TopologySpec, parallel: int) -> tuple[list, TopologySpec]:
+    """Plans and spec for `parallel` runs side by side: each run on its share of the cores
+    (torch and PH threads), unless the study set the thread counts itself."""
+    each = max(1, cores() // parallel)
+    plans = [replace(p, tcfg=p.tcfg if p.tcfg.torch_threads else replace(p.tcfg, torch_threads=each))
+             for p in plans]
+    return plans, spec if spec.threads else replace(spec, threads=each)
+
+
+def run_local(plans: list, spec: TopologySpec, parallel: int = 1, quiet: bool = True):
+    """Every planned run on this machine, `parallel` at a time (separate processes, each on its
+    share of the cores). A failing run does not stop the others; the failures are raised at the
+    end, one line each."""
+    import concurrent.futures as cf
+    import multiprocessing
+    todo = [p for p in plans if p.need_train or p.todo]
+    if parallel <= 1 or len(todo) <= 1:
+        for p in todo:
+            _one_run(p, spec, quiet)
+        return
+    todo, spec = share(todo, spec, parallel)
+    failed = []
+    with cf.ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_one_run, p, spec, True): p for p in todo}
+        for f in cf.as_completed(futures):
+            try:
+                done = f.result()
+                if not quiet:
+                    print(f"done: {done}", file=__import__("sys").stderr, flush=True)
+            except Exception as exc:   # noqa: BLE001 - reported below, the other runs go on
+                failed.append(f"{futures[f].run.root}: {exc}")
+    if failed:
+        raise UserError(f"{len(failed)} of {len(todo)} runs failed: " + "; ".join(failed))
+
+
+def run(study: Study, scheduler=None, wait: bool = True, quiet: bool = True, parallel: int = 1) -> list:
     """Train and compute every run of the study: through `scheduler` (submitit, SLURM or local:
-    training as one job array, each run's topology as an array after its training), or in this
-    process when `scheduler` is None. Returns the run folders."""
+    training as one job array, each run's topology as an array after its training), or on this
+    machine when `scheduler` is None, `parallel` runs side by side. Returns the run folders."""
     from dnntopo import jobs, pipeline
     opts = pipeline.TopologyOptions(quiet=quiet)
-    plans = [jobs.plan_run(t, study.spec, study.topology_epochs, opts) for t in study.runs()]
+    plans = [jobs.plan_run(t, study.spec, study.epochs_of(t), opts) for t in study.runs()]
     if scheduler is None:
-        from hpc.comm import SerialComm
-        for p in plans:
-            if p.need_train:
-                pipeline.train_run(SerialComm(), p.tcfg, quiet=quiet, resume=True)
-            if p.todo:
-                pipeline.run_topology(SerialComm(), p.run, study.spec, replace(opts, epochs=tuple(p.todo)))
+        run_local(plans, study.spec, parallel, quiet)
     else:
         logs = study.run_dir / "logs" / study.name
         logs.mkdir(parents=True, exist_ok=True)
@@ -151,24 +238,26 @@ def summary_lines(study: Study) -> list[str]:
     """What the study will do, one line per run."""
     keys = list(study.grid)
     runs = study.runs()
-    lines = [f"trial {t.trial}: " + ", ".join(f"{k}={getattr(t, k)}" for k in keys) for t in runs]
-    n = len(runs)
-    e = len(study.topology_epochs) or len(runs[0].save_epochs)
-    lines.append(f"{n} runs, {n * e} epoch files, spec: {study.spec.describe()}")
+    changed = sorted({k for _, o in study.overrides for k in o})
+    lines = [f"trial {t.trial}: " + ", ".join(f"{k}={getattr(t, k)}" for k in keys + changed) for t in runs]
+    files = sum(len(study.epochs_of(t) or t.save_epochs) for t in runs)
+    lines.append(f"{len(runs)} runs, up to {files} epoch files (fewer where a training stops by its "
+                 f"rule), spec: {study.spec.describe()}")
     return lines
 
 
 
-def report(study: Study, out=None, features=None, by: str = "run") -> list[Path]:
+def report(study: Study, out=None, features=None, by: str = "run", patience: int = 5) -> list[Path]:
     """The study's report in one folder (default RUN_DIR/report_<name>): the features table,
     the evaluation of the gap model beside its baselines, the early-stopping table of every
     run (proposed stop beside the epoch of best test accuracy and the accuracy lost), and the
     figures (predicted against true test accuracy; summaries against epoch per run)."""
-    import math
+    import numpy as np
     from dnntopo import analysis, plots, report as reports, storage
     out = Path(out) if out else study.run_dir / f"report_{study.name}"
     out.mkdir(parents=True, exist_ok=True)
-    runs = [storage.Run(storage.run_path(t.run_dir, t.net, t.dataset, t.trial)) for t in study.runs()]
+    tcfg = {storage.run_path(t.run_dir, t.net, t.dataset, t.trial): t for t in study.runs()}
+    runs = [storage.Run(root) for root in tcfg]
     missing = [str(r.root) for r in runs if not r.config.exists() or not r.topology_epochs()]
     if missing:
         raise UserError(f"the study {study.path} is not computed yet ({len(missing)} runs without epoch "
@@ -195,18 +284,24 @@ def report(study: Study, out=None, features=None, by: str = "run") -> list[Path]
     for run in runs:
         if len(run.topology_epochs()) < 2:
             continue
-        table, stop = analysis.early_stop_table(run, 1)
-        best = max(table, key=lambda r: -math.inf if math.isnan(r["acc_test"]) else r["acc_test"])
-        at = {r["epoch"]: r for r in table}
-        lost = best["acc_test"] - at[stop]["acc_test"] if stop is not None else 0.0
-        es.append({"run": run.root.name, "proposed_stop": stop if stop is not None else "none",
-                   "best_epoch": best["epoch"], "best_acc_test": best["acc_test"],
-                   "acc_test_at_stop": at[stop]["acc_test"] if stop is not None else table[-1]["acc_test"],
-                   "lost": lost})
+        _, stop = analysis.early_stop_table(run, 1)
+        rules = analysis.stopping_regret(run, stop, patience)
+        params = {k: getattr(tcfg[run.root], k) for k in study.grid}
+        row = {"run": run.root.name, **params,
+               "best_epoch": rules[0]["best_epoch"], "best_acc_test": rules[0]["best_acc_test"]}
+        for tag, r in zip(("topology", "validation", "never"), rules):
+            row[f"{tag}_epoch"] = r["epoch"] if not (tag == "topology" and stop is None) else "none"
+            row[f"{tag}_lost"] = r["lost"]
+        es.append(row)
         made.append(plots.summaries_vs_epoch(run, out / f"summaries_{run.root.name}.png"))
     if es:
-        lines += ["", "early stopping (Betti-1 peak density, epsilon 0.005; never stopping: the last epoch)",
+        lines += ["", f"early stopping: test accuracy lost against each run's best epoch (regret); topology: "
+                      f"the Betti-1 peak density rule (epsilon {analysis.DEFAULT_EPSILON}, 'none': never fired, "
+                      f"the last epoch); validation: patience {patience} on the held-out --val-samples; "
+                      f"never: the last trained epoch",
                   reports.render(es, "table")]
+        mean = {tag: np.nanmean([r[f"{tag}_lost"] for r in es]) for tag in ("topology", "validation", "never")}
+        lines.append("mean regret: " + ", ".join(f"{k} {v:.4f}" for k, v in mean.items()))
         made.append(out / "early_stop.csv")
         analysis.write_csv(es, made[-1])
     made.append(out / "report.txt")

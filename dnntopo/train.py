@@ -58,6 +58,9 @@ class TrainConfig:
                                   "by side)", type=int, group="training")
     stop_at_acc: float = param(0.0, "stop once the training accuracy reaches this (0: never; "
                                     "memorization studies)", type=float, group="training")
+    val_samples: int = param(0, "hold out the last N of the run's training samples (labels as "
+                                "trained) and record their accuracy each epoch: the validation "
+                                "baseline of early stopping (0: none)", type=int, group="training")
     patience: int = 3
 
     def __post_init__(self):
@@ -82,6 +85,8 @@ class TrainConfig:
             raise UserError(f"--torch-threads {self.torch_threads}: must be 0 (default) or more")
         if not 0 <= self.stop_at_acc <= 1:
             raise UserError(f"--stop-at-acc {self.stop_at_acc}: must be an accuracy in [0, 1] (0: never)")
+        if self.val_samples < 0:
+            raise UserError(f"--val-samples {self.val_samples}: must be 0 (none) or more")
         bad = [e for e in self.save_epochs if e < 0 or e > self.epochs]
         if bad:
             raise UserError(f"--save-epochs {bad}: each must lie in 0..--epochs ({self.epochs})")
@@ -108,7 +113,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def prepare_data(cfg: TrainConfig):
-    """Train and test sets with the label manipulations of the config applied (seeded)."""
+    """Train, test and validation sets with the label manipulations of the config applied
+    (seeded); the validation set (None without --val-samples) is the last N of the run's
+    training samples, held out of training, with their labels as they would have been trained."""
     train = data.load(cfg.dataset, cfg.data_root, "train")
     test = data.load(cfg.dataset, cfg.data_root, "test")
     rng = np.random.default_rng(cfg.seed)
@@ -122,7 +129,14 @@ def prepare_data(cfg: TrainConfig):
         train = train.subset(keep)
     if cfg.permute_labels > 0:
         train.labels = permute_labels(train.labels, cfg.permute_labels, rng)
-    return train, test
+    val = None
+    if cfg.val_samples:
+        n = len(train) - cfg.val_samples
+        if n < 1:
+            raise UserError(f"--val-samples {cfg.val_samples}: the run has {len(train)} training samples "
+                            f"(--subset {cfg.subset}); hold out fewer")
+        train, val = train.subset(np.arange(n)), train.subset(np.arange(n, len(train)))
+    return train, test, val
 
 
 def samples_digest(ds: data.ImageSet) -> str:
@@ -145,7 +159,7 @@ def own_samples(config: dict, where="config.json") -> data.ImageSet:
         raise UserError(f"--sample-split own: {where} does not record the run's training samples "
                         f"(trained by an older dnntopo); use --sample-split train, or train again "
                         f"with --restart")
-    train_set, _ = prepare_data(cfg)
+    train_set = prepare_data(cfg)[0]
     if samples_digest(train_set) != want:
         raise UserError(f"--sample-split own: the training samples rebuilt from {cfg.dataset} "
                         f"(data root {cfg.data_root or 'default'}) differ from those the run trained on "
@@ -278,7 +292,7 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, on_epoch=
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
-    train_set, test_set = prepare_data(cfg)
+    train_set, test_set, val_set = prepare_data(cfg)
     n = cfg.eval_samples   # fixed evaluation sets: the first n samples of each
     eval_train = train_set.subset(np.arange(min(n, len(train_set)))) if n else train_set
     eval_test = test_set.subset(np.arange(min(n, len(test_set)))) if n else test_set
@@ -307,6 +321,8 @@ def train(cfg: TrainConfig, resume: bool = False, quiet: bool = False, on_epoch=
     def finish_epoch(epoch, tr):
         te = evaluate(model, eval_test, device)
         row = dict(epoch=epoch, loss_train=tr[0], acc_train=tr[1], loss_test=te[0], acc_test=te[1])
+        if val_set is not None:
+            row["loss_val"], row["acc_val"] = evaluate(model, val_set, device)
         rows.append(row)
         storage.write_stats(run, rows)
         if epoch in cfg.save_epochs:

@@ -16,12 +16,17 @@ permute_labels = [0.0, 0.5]
 epochs = 1
 lr = 0.01
 save_epochs = [0, 1]
+val_samples = 200
 data_root = "{data}"
 [topology]
 samples = 200
 max_dim = 1
 sample_split = "own"
-epochs = [0, 1]
+epochs = [0, 1, 2]
+[[override]]
+when = { permute_labels = 0.5 }
+epochs = 2
+save_epochs = [0, 1, 2]
 """
 
 
@@ -35,6 +40,9 @@ epochs = [0, 1]
     ("[grid]\nsubset = [0.5, 2.0]\n", "run 1 (subset=2.0): --subset must be a fraction"),
     ("colour = 3\n", "unknown key colour"),
     ("[grid\n", "not valid TOML"),
+    ("[grid]\nseed = [0]\n[[override]]\nwhen = { seed = 1 }\nepochs = 2\n", "when seed=1 matches no grid value"),
+    ("[grid]\nseed = [0]\n[[override]]\nwhen = { lr = 1 }\nepochs = 2\n", "when names lr, not a [grid] key"),
+    ("[grid]\nseed = [0]\n[[override]]\nwhen = { seed = 0 }\nepoch = 2\n", "unknown training key epoch"),
 ])
 def test_bad_study_files(tmp_path, text, needle):
     f = tmp_path / "s.toml"
@@ -48,15 +56,19 @@ def test_tiny_study_in_this_process(tmp_path, fmnist_root):
     f = tmp_path / "s.toml"
     f.write_text(TINY.replace("{data}", str(fmnist_root)))
     st = studies.load(f)
-    assert [(t.trial, t.permute_labels, t.subset) for t in st.runs()] == [(0, 0.0, 0.02), (1, 0.5, 0.02)]
-    p = dnntopo("-q", "study", "run", f, "--cluster", "none", timeout=300)
+    assert [(t.trial, t.permute_labels, t.subset, t.epochs) for t in st.runs()] == \
+        [(0, 0.0, 0.02, 1), (1, 0.5, 0.02, 2)]          # the override trains the noisy run longer
+    # two runs side by side (--parallel 2), each on its share of the cores
+    p = dnntopo("-q", "study", "run", f, "--cluster", "none", "--parallel", "2", timeout=300)
     assert p.returncode == 0, p.stderr
     runs = [storage.Run(tmp_path / "runs" / "lenet_fashion_mnist" / f"trial_{k}") for k in (0, 1)]
-    for run, noise in zip(runs, (0.0, 0.5)):
+    for run, noise, epochs in zip(runs, (0.0, 0.5), ([0, 1], [0, 1, 2])):
         cfg = storage.read_config(run)
-        assert (cfg["permute_labels"], cfg["subset"], cfg["n_train"]) == (noise, 0.02, 1200)
-        assert run.topology_epochs() == [0, 1]
+        assert (cfg["permute_labels"], cfg["subset"], cfg["n_train"]) == (noise, 0.02, 1000)  # 200 held out
+        assert cfg["torch_threads"] == max(1, studies.cores() // 2)
+        assert run.topology_epochs() == epochs          # epoch 2 is beyond run 0's training
         assert storage.read_attrs(run.epoch_file(1))["sample_split"] == "own"
+        assert all(0 <= r["acc_val"] <= 1 for r in storage.read_stats(run))
     before = {r.root: (r.epoch_file(1).stat().st_mtime_ns, r.checkpoint(1).stat().st_mtime_ns) for r in runs}
     p = dnntopo("-q", "study", "run", f, "--cluster", "none", timeout=120)      # a rerun does nothing
     assert p.returncode == 0, p.stderr
@@ -67,12 +79,19 @@ def test_tiny_study_in_this_process(tmp_path, fmnist_root):
     assert p.returncode == 0, p.stderr
     folder = tmp_path / "runs" / "report_t"
     feats = (folder / "features.csv").read_text().splitlines()
-    assert len(feats) == 1 + 4 and "sample_split" in feats[0] and all(",own," in line for line in feats[1:])
-    es = (folder / "early_stop.csv").read_text().splitlines()
-    assert es[0].startswith("run,proposed_stop,best_epoch") and len(es) == 3
-    for line, run in zip(es[1:], runs):
+    assert len(feats) == 1 + 5 and "sample_split" in feats[0] and all(",own," in line for line in feats[1:])
+    import csv
+    with open(folder / "early_stop.csv") as fh:
+        es = list(csv.DictReader(fh))
+    assert len(es) == 2
+    for row, run in zip(es, runs):
         stats = storage.read_stats(run)
-        best = max(stats, key=lambda r: r["acc_test"])["epoch"]
-        assert line.split(",")[2] == str(best)
+        best = max(stats, key=lambda r: r["acc_test"])
+        assert int(row["best_epoch"]) == best["epoch"]
+        last = stats[-1]
+        assert int(row["never_epoch"]) == last["epoch"]
+        assert float(row["never_lost"]) == pytest.approx(best["acc_test"] - last["acc_test"], abs=1e-9)
+        val = max(stats, key=lambda r: r["acc_val"])      # patience 5 never runs out in 3 epochs
+        assert int(row["validation_epoch"]) == val["epoch"]
     assert (folder / "summaries_trial_1.png").read_bytes()[:4] == b"\x89PNG"
     assert "early stopping" in (folder / "report.txt").read_text()
