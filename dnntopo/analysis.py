@@ -85,15 +85,18 @@ def stopping_epoch(epochs, peaks, epsilon: float = DEFAULT_EPSILON, smooth: int 
 
 
 def early_stop_table(run: storage.Run, dim: int, axis: str = "density", epsilon: float = DEFAULT_EPSILON,
-                     allow_mixed: bool = False, smooth: int = 1):
+                     allow_mixed: bool = False, smooth: int = 1, window=None):
     """Rows per computed epoch: peak density and distance, whether the peak lies at the
     threshold (then it is no position and cannot fire the rule), Δk on `axis` (of the
-    `smooth`-epoch average when `smooth` > 1), accuracies; and the stop.
+    `smooth`-epoch average when `smooth` > 1), accuracies; and the stop. With a distance
+    `window` (lo, hi) the peak is sought inside it, and its last point acts as the threshold.
 
     Epochs computed with different topology specs are refused unless `allow_mixed`."""
     if not (math.isfinite(epsilon) and epsilon >= 0):
         raise UserError(f"--epsilon {epsilon}: must be a finite number >= 0")
     smooth_peaks([], smooth)                               # validates --smooth-epochs
+    from dnntopo.summaries import check_window
+    window = check_window(window)
     epochs = run.topology_epochs()
     if len(epochs) < 2:
         raise UserError(f"early stopping needs at least two computed epochs in {run.topology} "
@@ -104,9 +107,14 @@ def early_stop_table(run: storage.Run, dim: int, axis: str = "density", epsilon:
         ep = storage.read_epoch(run.epoch_file(e))
         if dim not in ep["betti"]:
             raise UserError(f"--dim {dim}: epoch {e} was computed up to dimension {ep['attrs']['max_dim']}")
-        curve = ep["betti"][dim]
-        dens.append(peak_positions(ep["betti"]["density"], curve)[0])
-        dist.append(peak_positions(ep["betti"]["distance"], curve)[0])
+        grid, density, curve = ep["betti"]["distance"], ep["betti"]["density"], ep["betti"][dim]
+        if window is not None:
+            from dnntopo.summaries import windowed
+            windowed(ep, window, str(run.epoch_file(e)))           # validates the window for this file
+            inside = (grid >= window[0]) & (grid <= window[1])
+            grid, density, curve = grid[inside], density[inside], curve[inside]
+        dens.append(peak_positions(density, curve)[0])
+        dist.append(peak_positions(grid, curve)[0])
         edge.append(bool(peaks_at_threshold(curve)[0]))
     peaks = np.array(dens if axis == "density" else dist)
     peaks[np.array(edge, dtype=bool)] = np.nan             # the cutoff is not a position
@@ -202,7 +210,7 @@ FEATURE_COLUMNS = ("run", "group", "epoch", "acc_train", "acc_test", "gap")
 #: The run's parameters written as columns (leave-one-out by any of them: `--by subset`).
 RUN_PARAMS = ("net", "dataset", "subset", "permute_labels", "seed", "lr")
 #: Columns that hold text, not numbers.
-TEXT_COLUMNS = ("run", "group", "sample_split", "net", "dataset")
+TEXT_COLUMNS = ("run", "group", "sample_split", "net", "dataset", "range")
 #: Columns computed from the test set (never a feature of a model that promises no test set).
 TEST_COLUMNS = ("gap", "acc_test", "loss_test")
 ALLOW_TEST = "--allow-test-split"
@@ -216,10 +224,11 @@ def _name_epochs(pairs) -> str:
     return ", ".join(f"{r} (epochs {' '.join(es)})" for r, es in by_run.items())
 
 
-def feature_rows(folders, allow_mixed: bool = False, allow_test_split: bool = False) -> list[dict]:
+def feature_rows(folders, allow_mixed: bool = False, allow_test_split: bool = False,
+                 window=None) -> list[dict]:
     """Per (run, epoch): the sample split of the epoch's graph, the run's parameters, the
     accuracies, train loss and gap, and the summary table's numbers (`betti_max` and `area` per
-    node).
+    node; over the distance `window` (lo, hi) when given).
 
     Every epoch of every run must share one topology spec unless `allow_mixed`, and none may be
     computed on the test split unless `allow_test_split` (the model promises no test set)."""
@@ -243,11 +252,12 @@ def feature_rows(folders, allow_mixed: bool = False, allow_test_split: bool = Fa
             continue
         cfg = storage.read_config(run)
         stats = {r["epoch"]: r for r in storage.read_stats(run)}
-        for r in report.rows(run, allow_mixed=True):
+        for r in report.rows(run, allow_mixed=True, window=window):
             if math.isnan(r["acc_test"]):
                 continue
             row = {"run": str(run.root), "group": f"{cfg['net']}_{cfg['dataset']}", "epoch": r["epoch"],
-                   "sample_split": splits[(run.root, r["epoch"])]}
+                   "sample_split": splits[(run.root, r["epoch"])],
+                   "range": "all" if window is None else f"{window[0]:g}-{window[1]:g}"}
             row.update({k: cfg.get(k, math.nan) for k in RUN_PARAMS})
             row.update({"acc_train": r["acc_train"], "acc_test": r["acc_test"],
                         "gap": r["acc_train"] - r["acc_test"],
@@ -326,6 +336,10 @@ def read_csv(path) -> list[dict]:
 
 
 def design(rows, features, source: str) -> np.ndarray:
+    ranges = sorted({str(r.get("range", "all")) for r in rows})
+    if len(ranges) > 1:
+        raise UserError(f"{source} mixes summaries read over distance ranges {', '.join(ranges)}; make the "
+                        f"features with one --range")
     missing = [f for f in features if not rows or f not in rows[0]]
     if missing:
         have = [k for k in (rows[0] if rows else {})
@@ -426,6 +440,59 @@ def scores(acc_test, acc_test_pred) -> dict:
     return {"mae": float(np.mean(np.abs(p - y))), "r2": r2, "kendall_tau": float(tau)}
 
 
+def _mi_bits(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mutual information of two boolean arrays and the entropy of the first, in bits."""
+    joint = np.array([[np.sum(a & b), np.sum(a & ~b)], [np.sum(~a & b), np.sum(~a & ~b)]], dtype=np.float64)
+    p = joint / joint.sum()
+    pa, pb = p.sum(axis=1), p.sum(axis=0)
+    nz = p > 0
+    mi = float(np.sum(p[nz] * np.log2(p[nz] / np.outer(pa, pb)[nz])))
+    h = float(-np.sum(pa[pa > 0] * np.log2(pa[pa > 0])))
+    return mi, h
+
+
+#: Run parameters that are not hyperparameters to condition on (a measure need not be robust to them).
+NOT_HYPERPARAMS = ("seed",)
+
+
+def cmi_score(rows, measure: str = "gap_pred", conditions=None) -> float:
+    """The conditional mutual-information score of the NeurIPS 2020 "Predicting Generalization
+    in Deep Learning" competition, between a measure and the generalization gap.
+
+    The models are the runs, each at its last epoch in `rows`. Over ordered pairs of distinct
+    runs (i, j), V_gap = [gap_i > gap_j] and V_measure = [measure_i > measure_j]. For one
+    hyperparameter h the pairs are grouped by (h_i, h_j); the score for h is the mean over
+    groups of I(V_gap; V_measure) divided by the mean over groups of H(V_gap) (bits), and the
+    result is the minimum over the study's hyperparameters (`conditions`, default: the run
+    parameters with two or more values, but the seed). 1: the measure orders every pair as the
+    gap does, or exactly reversed; 0: no information. NaN with fewer than two runs."""
+    last = {}
+    for r in rows:
+        if r["run"] not in last or r["epoch"] > last[r["run"]]["epoch"]:
+            last[r["run"]] = r
+    models = list(last.values())
+    if len(models) < 2:
+        return math.nan
+    if conditions is None:
+        conditions = [k for k in RUN_PARAMS if k not in NOT_HYPERPARAMS and k in models[0]
+                      and len({m[k] for m in models}) >= 2]
+    g = np.array([m["gap"] for m in models], dtype=np.float64)
+    v = np.array([m[measure] for m in models], dtype=np.float64)
+    i, j = np.nonzero(~np.eye(len(models), dtype=bool))
+    vg, vm = g[i] > g[j], v[i] > v[j]
+    scores = []
+    for h in conditions or [None]:
+        if h is None:
+            keys = np.zeros(len(i), dtype=np.int64)
+        else:
+            _, code = np.unique(np.array([str(m[h]) for m in models]), return_inverse=True)
+            keys = code[i] * (code.max() + 1) + code[j]
+        parts = [_mi_bits(vg[keys == k], vm[keys == k]) for k in np.unique(keys)]
+        h_mean = np.mean([p[1] for p in parts])
+        scores.append(np.mean([p[0] for p in parts]) / h_mean if h_mean > 0 else math.nan)
+    return float(np.nanmin(scores)) if not all(map(math.isnan, scores)) else math.nan
+
+
 def baseline_models(features) -> list[tuple[str, list]]:
     """(name, features) of the models compared under the same folds: the mean gap of the other
     runs (no feature), train accuracy, epoch, train loss alone, the topology (`features`), and
@@ -438,17 +505,20 @@ def baseline_models(features) -> list[tuple[str, list]]:
 
 def compare(rows, features, by: str = "run", allow_test_split: bool = False) -> list[dict]:
     """One row per model of `baseline_models(features)`, each evaluated leave-one-`by`-out on
-    the same folds: model, features, MAE, R² and Kendall's τ of the predicted test accuracy.
-    A baseline whose column the table lacks (e.g. `loss_train` in an older table) is NaN."""
+    the same folds: model, features, MAE, R² and Kendall's τ of the predicted test accuracy
+    over all (run, epoch) rows, and the competition's conditional mutual information between
+    the predicted and true gap of the runs at their last epoch (`cmi_score`). A baseline whose
+    column the table lacks (e.g. `loss_train` in an older table) is NaN."""
     require_no_test(rows, allow_test_split, "the features file")
     table = []
     for name, feats in baseline_models(features):
         row = {"model": name, "features": " ".join(feats) or "(intercept: mean gap)"}
         if any(f not in rows[0] for f in feats):
-            table.append(dict(row, mae=math.nan, r2=math.nan, kendall_tau=math.nan))
+            table.append(dict(row, mae=math.nan, r2=math.nan, kendall_tau=math.nan, cmi=math.nan))
             continue
         got, _ = evaluate(rows, feats, by, allow_test_split=True)
-        table.append(dict(row, **scores([r["acc_test"] for r in got], [r["acc_test_pred"] for r in got])))
+        table.append(dict(row, **scores([r["acc_test"] for r in got], [r["acc_test_pred"] for r in got]),
+                          cmi=cmi_score(got) if feats else 0.0))   # one constant for every run: no order
     return table
 
 

@@ -177,7 +177,7 @@ def cmd_plot(a):
 
 def cmd_summary(a):
     from dnntopo import report, storage
-    sys.stdout.write(report.render(report.rows(storage.open_run(a.run), a.allow_mixed), a.format))
+    sys.stdout.write(report.render(report.rows(storage.open_run(a.run), a.allow_mixed, a.range), a.format))
 
 
 def cmd_early_stop(a):
@@ -185,7 +185,8 @@ def cmd_early_stop(a):
     from dnntopo import plots
     run = storage.open_run(a.run)
     out = plots.check_out(a.out or run.plots / f"early_stop_dim{a.dim}.png", a.overwrite)
-    rows, stop = analysis.early_stop_table(run, a.dim, a.axis, a.epsilon, a.allow_mixed, a.smooth_epochs)
+    rows, stop = analysis.early_stop_table(run, a.dim, a.axis, a.epsilon, a.allow_mixed, a.smooth_epochs,
+                                           a.range)
     sys.stdout.write(report.render([dict(r, stop="<- stop" if r["stop"] else "") for r in rows], "table"))
     edge = [str(r["epoch"]) for r in rows if r["at_threshold"]]
     if edge:
@@ -212,7 +213,7 @@ def cmd_gengap(a):
     src = f"--features {features}"
     if a.action == "features":
         out = storage.check_output(a.out or features, (".csv",), analysis.is_features_csv, a.overwrite)
-        rows = analysis.feature_rows(a.runs, a.allow_mixed, a.allow_test_split)
+        rows = analysis.feature_rows(a.runs, a.allow_mixed, a.allow_test_split, a.range)
         analysis.write_csv(rows, out)
         print(f"{len(rows)} rows from {len({r['run'] for r in rows})} runs "
               f"(sample split {' '.join(sorted({r['sample_split'] for r in rows}))}) -> {out}")
@@ -230,7 +231,7 @@ def cmd_gengap(a):
             raise UserError("gengap predict: give one of --run RUN or --features FILE")
         model = analysis.load_model(a.model)
         if a.run:
-            rows = analysis.feature_rows([a.run], a.allow_mixed, a.allow_test_split)
+            rows = analysis.feature_rows([a.run], a.allow_mixed, a.allow_test_split, a.range)
         else:
             rows = analysis.read_csv(a.features)
             analysis.require_no_test(rows, a.allow_test_split, src)
@@ -269,6 +270,12 @@ def cmd_import_dipha(a):
     from dnntopo import storage
     from dnntopo.dipha import backend
     print(backend.import_epoch(storage.open_run(a.run), a.epoch, a.diagram, max_dim=a.max_dim))
+
+
+def _range(p):
+    p.add_argument("--range", nargs=2, type=float, default=None, metavar=("LO", "HI"),
+                   help="read the Betti curves and summaries over distances LO..HI only (e.g. away from "
+                        "the threshold, where a maximum measures the cutoff)")
 
 
 def _mixed(p):
@@ -327,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("summary", help="table of accuracy and topological summaries per epoch")
     t.add_argument("--run", required=True, help="run folder")
     t.add_argument("--format", default="table", choices=("table", "csv", "json"))
+    _range(t)
     _mixed(t)
     t.set_defaults(func=cmd_summary)
 
@@ -378,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the validation baseline's patience in epochs (runs trained with --val-samples; "
                         "default 5)")
     t.add_argument("--out", default=None, help="plot file (default RUN/plots/early_stop_dim<d>.png)")
+    _range(t)
     _mixed(t)
     t.set_defaults(func=cmd_early_stop)
 
@@ -396,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", default=None, help="evaluate: scatter plot of predicted against true")
     t.add_argument("--out", default=None, help="features: CSV to write; fit: model JSON to write")
     t.add_argument("--format", default="table", choices=("table", "csv", "json"))
+    _range(t)
     t.add_argument("--allow-test-split", action="store_true",
                    help="use epochs computed on the test split (--sample-split test): the prediction then "
                         "uses test data")

@@ -12,16 +12,21 @@ from dnntopo.spec import check_epochs
 from dnntopo.summaries import SUMMARY_KEYS
 
 
-def rows(run: storage.Run, allow_mixed: bool = False) -> list[dict]:
-    """One dict per computed epoch: epoch, accuracies, and `<key>_<dim>` for each summary.
+def rows(run: storage.Run, allow_mixed: bool = False, window=None) -> list[dict]:
+    """One dict per computed epoch: epoch, accuracies, and `<key>_<dim>` for each summary
+    (over the distance `window` (lo, hi) when given, see `summaries.windowed`).
 
     Epochs computed with different topology specs are refused unless `allow_mixed`."""
+    from dnntopo.summaries import check_window, windowed
+    window = check_window(window)
     stats = {r["epoch"]: r for r in storage.read_stats(run)}
     out = []
     epochs = run.topology_epochs()
     check_epochs(run, epochs, allow_mixed)
     for e in epochs:
         ep = storage.read_epoch(run.epoch_file(e))
+        if window is not None:
+            ep["summary"] = windowed(ep, window, str(run.epoch_file(e)))
         r = {"epoch": e, "acc_train": stats.get(e, {}).get("acc_train", math.nan),
              "acc_test": stats.get(e, {}).get("acc_test", math.nan), "n_nodes": ep["attrs"]["n_nodes"]}
         for d in sorted(ep["summary"]):

@@ -7,6 +7,10 @@ persistence exceeds the floor; `max_at_threshold` (1 when the maximum lies on th
 point, the threshold: then Betti max and its position measure the cutoff, not the network);
 Betti max, the distance and density where it occurs (the first
 such grid point), and the area under the Betti curve (trapezoids over distance).
+
+A distance window [lo, hi] reads an epoch over part of its filtration (`windowed`): the curves
+on the grid points inside it, and the summaries of those curves and of the pairs born and dead
+inside it; a maximum on the window's last point is flagged like one at the threshold.
 """
 from __future__ import annotations
 
@@ -58,3 +62,37 @@ def curves_and_summaries(diagrams: list, distances: np.ndarray, n_nodes: int, sp
     bettis = [betti_curve(dg, grid) for dg in diagrams]
     sums = [summarize(dg, grid, b, density, spec.min_persistence) for dg, b in zip(diagrams, bettis)]
     return grid, density, bettis, sums
+
+
+def check_window(window, max_distance: float | None = None, where: str = "") -> tuple[float, float] | None:
+    """A validated distance window (lo, hi) for --range, or None for the whole filtration."""
+    if window is None:
+        return None
+    from dnntopo.errors import UserError
+    lo, hi = (float(v) for v in window)
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo < hi):
+        raise UserError(f"--range {lo:g} {hi:g}: needs 0 <= LO < HI (distances, 1 - |correlation|)")
+    if max_distance is not None and lo >= max_distance:
+        raise UserError(f"--range {lo:g} {hi:g}: {where or 'the epoch'} was computed up to distance "
+                        f"{max_distance:g} (--max-distance); choose LO below it")
+    return lo, hi
+
+
+def windowed(ep: dict, window, where: str = "") -> dict:
+    """Per dimension, the summaries of an epoch (as `storage.read_epoch` returns it) over the
+    distance window (lo, hi): its curve on the grid points inside, the pairs born at or after lo
+    and dead by hi. The window ends at the epoch's threshold at most."""
+    from dnntopo.errors import UserError
+    lo, hi = check_window(window, float(ep["attrs"]["max_distance"]), where)
+    grid, density = ep["betti"]["distance"], ep["betti"]["density"]
+    inside = (grid >= lo) & (grid <= hi)
+    if not inside.any():
+        raise UserError(f"--range {lo:g} {hi:g} holds no point of {where or 'the'} distance grid "
+                        f"(step {grid[1] - grid[0]:.4g}); widen it")
+    out = {}
+    for d, dg in ep["diagrams"].items():
+        dg = np.asarray(dg, dtype=np.float64).reshape(-1, 2)
+        dg = dg[(dg[:, 0] >= lo) & (dg[:, 1] <= hi)]
+        out[d] = summarize(dg, grid[inside], np.asarray(ep["betti"][d])[inside], density[inside],
+                           float(ep["attrs"]["min_persistence"]))
+    return out

@@ -242,6 +242,44 @@ def test_baselines_equal_hand_computation():
                                                                      "train loss"))
 
 
+def cmi_by_hand(runs, conditions):
+    """The competition's score with loops and dictionaries: runs are (gap, measure, params)."""
+    from collections import Counter
+    best = float("inf")
+    for h in conditions:
+        groups = {}
+        for a, (ga, ma, pa) in enumerate(runs):
+            for b, (gb, mb, pb) in enumerate(runs):
+                if a != b:
+                    groups.setdefault((pa[h], pb[h]), []).append((ga > gb, ma > mb))
+        mis, hs = [], []
+        for pairs in groups.values():
+            n, joint = len(pairs), Counter(pairs)
+            pg, pm = Counter(x for x, _ in pairs), Counter(y for _, y in pairs)
+            mis.append(sum(c / n * np.log2((c / n) / (pg[x] / n * pm[y] / n)) for (x, y), c in joint.items()))
+            hs.append(-sum(c / n * np.log2(c / n) for c in pg.values()))
+        best = min(best, np.mean(mis) / np.mean(hs))
+    return best
+
+
+def test_cmi_score_against_hand_computation():
+    rng = np.random.default_rng(8)
+    params = [{"subset": s, "permute_labels": p, "seed": k} for s in (0.1, 0.5) for p in (0.0, 0.2, 0.5)
+              for k in (0, 1)]
+    gap = rng.uniform(0, 0.4, len(params))
+    rows = [dict(p, run=f"r{i}", epoch=e, gap=gap[i] if e == 3 else 9.0, gap_pred=m)
+            for i, p in enumerate(params) for e, m in ((1, -5.0), (3, gap[i] + rng.normal(0, 0.1)))]
+    got = analysis.cmi_score(rows)            # each run at its last epoch (3); the seed is no condition
+    runs = [(r["gap"], r["gap_pred"], r) for r in rows if r["epoch"] == 3]
+    assert np.isclose(got, cmi_by_hand(runs, ["subset", "permute_labels"])) and 0 < got < 1
+    exact = [dict(r, gap_pred=r["gap"]) for r in rows]
+    assert np.isclose(analysis.cmi_score(exact), 1.0)                       # the same order
+    assert np.isclose(analysis.cmi_score([dict(r, gap_pred=-r["gap"]) for r in rows]), 1.0)  # reversed
+    assert analysis.cmi_score([dict(r, gap_pred=0.0) for r in rows]) == 0.0  # a constant tells nothing
+    table = {t["model"]: t for t in analysis.compare(synthetic_rows(rng, runs=6, noise=0.05), ["a", "b"])}
+    assert table["mean gap"]["cmi"] == 0.0 and 0 <= table["topology"]["cmi"] <= 1
+
+
 def test_leave_one_out_by_a_run_parameter():
     rows = synthetic_rows(np.random.default_rng(6), runs=6, noise=0.02)
     got, mae = analysis.evaluate(rows, ["a", "c"], by="subset")       # three folds: 0.1, 0.2, 0.5
@@ -266,8 +304,8 @@ def test_evaluate_command_prints_the_baselines(tmp_path, cli):
     rc, out, err = cli("gengap", "evaluate", "--features", f, "--use", "a", "b", "--by", "subset", "--format", "csv")
     assert rc == 0, err
     lines = out.splitlines()
-    head = lines.index("model,features,mae,r2,kendall_tau")
-    printed = {line.split(",")[0]: [float(v) for v in line.split(",")[2:]] for line in lines[head + 1:head + 7]}
+    head = lines.index("model,features,mae,r2,kendall_tau,cmi")
+    printed = {line.split(",")[0]: [float(v) for v in line.split(",")[2:5]] for line in lines[head + 1:head + 7]}
     assert len(printed) == 6 and "topology + train accuracy" in printed
     y = np.array([r["acc_test"] for r in rows])
     pred = loo_hand(rows, ["a", "b", "acc_train"], by="subset")
@@ -292,6 +330,20 @@ def test_commands_on_real_runs(module_run, tmp_path, cli):
                                                    "peak_density_mean2"]
     rc, _, err = cli("early-stop", "--run", trained_run, "--smooth-epochs", "0", "--out", tmp_path / "es.png")
     assert rc == 2 and "--smooth-epochs 0" in err
+    # the regret of each rule beside the topology's (no --val-samples here: the validation row says so)
+    assert "never stop" in p.stdout and "no --val-samples" in p.stdout
+    # read over a distance window: the same table from the curves' points inside it
+    p = dnntopo("summary", "--run", trained_run, "--range", "0.1", "0.4", "--format", "csv", check=True)
+    from dnntopo import storage
+    from dnntopo.analysis import peak_positions
+    for line in list(csv.DictReader(p.stdout.splitlines())):
+        ep = storage.read_epoch(trained_run / "topology" / f"epoch_{int(line['epoch']):04d}.h5")
+        grid, curve = ep["betti"]["distance"], ep["betti"][1]
+        inside = (grid >= 0.1) & (grid <= 0.4)
+        assert int(line["betti_max_1"]) == curve[inside].max()
+        assert float(line["distance_at_max_1"]) == pytest.approx(peak_positions(grid[inside], curve[inside])[0])
+    rc, _, err = cli("summary", "--run", trained_run, "--range", "0.4", "0.1")
+    assert rc == 2 and "--range 0.4 0.1" in err
     feats = tmp_path / "f.csv"
     dnntopo("gengap", "features", "--runs", trained_run, "--out", feats, check=True)
     with open(feats, newline="") as fh:

@@ -49,3 +49,26 @@ def test_empty_diagram():
     grid = distance_grid(0.6, 5)
     s = summarize(np.empty((0, 2)), grid, betti_curve(np.empty((0, 2)), grid), np.zeros(5), 0.02)
     assert np.isnan(s["life"]) and s["betti_max"] == 0 and s["area"] == 0
+
+
+def test_window_reads_part_of_the_filtration():
+    import pytest
+    from dnntopo.errors import UserError
+    from dnntopo.summaries import windowed
+    dg = np.array([[0.1, 0.3], [0.2, 0.21], [0.05, np.inf], [0.4, 0.5]])
+    grid = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    dens = np.array([0, 1, 3, 3, 3, 4, 4]) / 6
+    ep = {"attrs": {"max_distance": 0.6, "min_persistence": 0.02}, "diagrams": {1: dg},
+          "betti": {"distance": grid, "density": dens, 1: betti_curve(dg, grid)}}
+    s = windowed(ep, (0.25, 0.5))[1]
+    # grid points .3 .4 .5: curve 1 2 1; pairs inside the window: (.4,.5) only
+    assert (s["betti_max"], s["distance_at_max"], s["density_at_max"]) == (2, 0.4, 0.5)
+    assert np.isclose(s["life"], 0.1) and np.isclose(s["midlife"], 0.45)
+    assert np.isclose(s["area"], (1 + 2) / 2 * 0.1 + (2 + 1) / 2 * 0.1)
+    assert s["max_at_threshold"] == 0
+    # a maximum on the window's last point is flagged like one at the threshold
+    assert windowed(ep, (0.0, 0.2))[1]["max_at_threshold"] == 1
+    for window, needle in [((0.5, 0.2), "0 <= LO < HI"), ((0.7, 0.9), "computed up to distance 0.6"),
+                           ((0.31, 0.39), "holds no point")]:
+        with pytest.raises(UserError, match=needle):
+            windowed(ep, window)
