@@ -142,7 +142,7 @@ def cmd_study(a):
                            parallel=a.parallel if a.parallel is not None else studies.cores())
         print(f"{len(runs)} runs in {st.run_dir}" + ("" if sched is None or not a.no_wait else " (submitted)"))
     else:
-        for path in studies.report(st, a.out, patience=a.patience):
+        for path in studies.report(st, a.out, by=a.by, patience=a.patience):
             print(path)
 
 
@@ -361,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: one per core)")
     t.add_argument("--patience", type=int, default=5,
                    help="report: the validation early-stopping baseline's patience (default 5)")
+    t.add_argument("--by", default=None,
+                   help="report: leave-one-out by this run parameter only (default: by run, then by each "
+                        "varied hyperparameter)")
     _add_scheduling(t, none=True)
     t.set_defaults(func=cmd_study)
 

@@ -153,3 +153,45 @@ def plot_run(run: storage.Run, epochs: list, dims) -> list:
     made.append(diagram(run, epochs[-1], run.plots / f"diagram_epoch{epochs[-1]:04d}.png"))
     made.append(summaries_vs_epoch(run, run.plots / "summaries.png", epochs=epochs))
     return made
+
+
+def condition_grid(cells: dict, out, kind: str = "betti", dim: int = 1, row_name: str = "", col_name: str = ""):
+    """One panel per condition of a study, `cells` mapping (row value, column value) to a run:
+    `betti`: the Betti-`dim` curves (cavities per node) of every computed epoch against each
+    epoch's own edge density (the papers' axis), coloured by epoch; `summary`: the density of
+    the curve's peak against epoch beside train and test accuracy (the early-stopping view)."""
+    rows = sorted({r for r, _ in cells}, key=_order)
+    cols = sorted({c for _, c in cells}, key=_order)
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.3 * len(cols), 2.7 * len(rows)), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for (r, c), run in cells.items():
+        ax = axes[rows.index(r), cols.index(c)]
+        epochs = run.topology_epochs()
+        eps = [storage.read_epoch(run.epoch_file(e)) for e in epochs]
+        if kind == "betti":
+            for k, (e, ep) in enumerate(zip(epochs, eps)):
+                ax.plot(ep["betti"]["density"], ep["betti"][dim] / ep["attrs"]["n_nodes"], lw=1,
+                        color=cmap(k / max(1, len(epochs) - 1)), label=f"epoch {e}")
+            ax.set_xlabel("edge density"), ax.set_ylabel(f"Betti-{dim} / node")
+        else:
+            peak = [ep["betti"]["density"][int(np.argmax(ep["betti"][dim]))] for ep in eps]
+            ax.plot(epochs, peak, marker="o", ms=3, label=f"peak density (dim {dim})")
+            ax.set_xlabel("epoch"), ax.set_ylabel("peak density")
+            stats = {s["epoch"]: s for s in storage.read_stats(run)}
+            tw = ax.twinx()
+            for key, style in (("acc_train", ":"), ("acc_test", "--")):
+                xs = sorted(stats)
+                tw.plot(xs, [stats[e][key] for e in xs], color="black", ls=style, lw=1, label=key)
+            tw.set_ylim(0, 1)
+        ax.set_title(f"{row_name} {r}, {col_name} {c}", fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat:
+        if not ax.lines:
+            ax.set_visible(False)
+    axes[0, 0].legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def _order(v):
+    return (0, float(v), "") if isinstance(v, (int, float)) else (1, 0.0, str(v))

@@ -247,11 +247,12 @@ def summary_lines(study: Study) -> list[str]:
 
 
 
-def report(study: Study, out=None, features=None, by: str = "run", patience: int = 5) -> list[Path]:
+def report(study: Study, out=None, features=None, by: str | None = None, patience: int = 5) -> list[Path]:
     """The study's report in one folder (default RUN_DIR/report_<name>): the features table,
-    the evaluation of the gap model beside its baselines, the early-stopping table of every
-    run (proposed stop beside the epoch of best test accuracy and the accuracy lost), and the
-    figures (predicted against true test accuracy; summaries against epoch per run)."""
+    the evaluation of the gap model beside its baselines (leave-one-`by`-out; default: by run,
+    then by each varied hyperparameter), the early-stopping table of every run (each rule's
+    epoch and the test accuracy it loses against the best epoch), and the figures (predicted
+    against true test accuracy; Betti curves and the peak against epoch per condition)."""
     import numpy as np
     from dnntopo import analysis, plots, report as reports, storage
     out = Path(out) if out else study.run_dir / f"report_{study.name}"
@@ -269,17 +270,20 @@ def report(study: Study, out=None, features=None, by: str = "run", patience: int
     feats = list(features or analysis.DEFAULT_FEATURES)
     lines = [f"study {study.name}: {len(runs)} runs, {len(rows)} (run, epoch) rows, spec "
              f"{study.spec.describe()}", ""]
-    by_ok = len({r.get(by) for r in rows}) >= 2
-    if by_ok and len(rows) > len(feats) + 2:
-        pred, mae = analysis.evaluate(rows, feats, by, allow_test_split=test_split)
-        table = analysis.compare(rows, feats, by, allow_test_split=test_split)
-        lines += [f"generalization gap, leave-one-{by}-out (no test data: split {study.spec.sample_split})",
-                  reports.render(table, "table")]
-        made.append(out / "gengap_predictions.csv")
-        analysis.write_csv(analysis.evaluation_table(pred), made[-1])
-        made.append(analysis.scatter(pred, out / "gengap_scatter.png"))
-    else:
-        lines.append(f"generalization gap: too few {by}s or rows to cross-validate; skipped")
+    bys = [by] if by else ["run"] + [k for k in study.grid if len(study.grid[k]) >= 2 and k != "seed"]
+    for k, by_ in enumerate(bys):
+        if len({r.get(by_) for r in rows}) < 2 or len(rows) <= len(feats) + 2:
+            lines.append(f"generalization gap: too few {by_}s or rows to cross-validate leave-one-{by_}-out; skipped")
+            continue
+        pred, mae = analysis.evaluate(rows, feats, by_, allow_test_split=test_split)
+        table = analysis.compare(rows, feats, by_, allow_test_split=test_split)
+        lines += [f"generalization gap, leave-one-{by_}-out (no test data: split {study.spec.sample_split}; "
+                  f"MAE, R2, Kendall's tau of the predicted test accuracy over {len(rows)} run-epochs; "
+                  f"cmi over {len({r['run'] for r in rows})} runs)", reports.render(table, "table")]
+        if k == 0:
+            made.append(out / f"gengap_predictions_by_{by_}.csv")
+            analysis.write_csv(analysis.evaluation_table(pred), made[-1])
+            made.append(analysis.scatter(pred, out / f"gengap_scatter_by_{by_}.png"))
     es = []
     for run in runs:
         if len(run.topology_epochs()) < 2:
@@ -293,7 +297,6 @@ def report(study: Study, out=None, features=None, by: str = "run", patience: int
             row[f"{tag}_epoch"] = r["epoch"] if not (tag == "topology" and stop is None) else "none"
             row[f"{tag}_lost"] = r["lost"]
         es.append(row)
-        made.append(plots.summaries_vs_epoch(run, out / f"summaries_{run.root.name}.png"))
     if es:
         lines += ["", f"early stopping: test accuracy lost against each run's best epoch (regret); topology: "
                       f"the Betti-1 peak density rule (epsilon {analysis.DEFAULT_EPSILON}, 'none': never fired, "
@@ -304,7 +307,28 @@ def report(study: Study, out=None, features=None, by: str = "run", patience: int
         lines.append("mean regret: " + ", ".join(f"{k} {v:.4f}" for k, v in mean.items()))
         made.append(out / "early_stop.csv")
         analysis.write_csv(es, made[-1])
+    made += _condition_figures(study, tcfg, out)
     made.append(out / "report.txt")
     from hpc.io import write_text_atomic
     write_text_atomic(made[-1], "\n".join(lines) + "\n")
     return made
+
+
+def _condition_figures(study: Study, tcfg: dict, out: Path) -> list[Path]:
+    """Betti curves and the peak against epoch, one panel per condition (the first seed's run of
+    each combination of the varied hyperparameters)."""
+    from dnntopo import plots, storage
+    varied = [k for k in study.grid if len(study.grid[k]) >= 2 and k != "seed"]
+    row_key, col_keys = (varied[0], varied[1:]) if varied else ("net", [])
+    cells = {}
+    for root, t in tcfg.items():
+        run = storage.Run(root)
+        key = (getattr(t, row_key), " ".join(str(getattr(t, k)) for k in col_keys) or "-")
+        if run.topology_epochs() and (key not in cells or t.seed < cells[key][0]):
+            cells[key] = (t.seed, run)
+    cells = {k: run for k, (_, run) in cells.items()}
+    if not cells:
+        return []
+    names = (row_key, " ".join(col_keys))
+    return [plots.condition_grid(cells, out / "betti_curves_by_condition.png", "betti", 1, *names),
+            plots.condition_grid(cells, out / "peak_vs_epoch_by_condition.png", "summary", 1, *names)]

@@ -1,11 +1,8 @@
 """Early stopping and the generalization-gap model against hand-built cases."""
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from conftest import REPO, dnntopo
+from conftest import dnntopo
 from dnntopo import analysis
 from dnntopo.errors import UserError
 
@@ -414,14 +411,3 @@ def test_analyses_refuse_mixed_specs(module_run, tmp_path, cli):
         lines = err.strip().splitlines()
         assert rc == 2 and len(lines) == 1 and "test split" in lines[0], (args, err)
     assert not (tmp_path / "m2.json").exists()
-
-
-def test_quick_study_end_to_end(tmp_path, fmnist_root):
-    p = subprocess.run([sys.executable, str(REPO / "scripts" / "study_fashion_mnist.py"), "--quick",
-                        "--run-dir", str(tmp_path / "study"), "--data-root", str(fmnist_root)],
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
-    line = [l for l in p.stdout.splitlines() if l.startswith("mean absolute error")][0]
-    mae = float(line.split(":")[1])
-    assert np.isfinite(mae) and 0 <= mae < 1
-    assert "proposed stop" in p.stdout

@@ -93,5 +93,5 @@ def test_tiny_study_in_this_process(tmp_path, fmnist_root):
         assert float(row["never_lost"]) == pytest.approx(best["acc_test"] - last["acc_test"], abs=1e-9)
         val = max(stats, key=lambda r: r["acc_val"])      # patience 5 never runs out in 3 epochs
         assert int(row["validation_epoch"]) == val["epoch"]
-    assert (folder / "summaries_trial_1.png").read_bytes()[:4] == b"\x89PNG"
+    assert (folder / "betti_curves_by_condition.png").read_bytes()[:4] == b"\x89PNG"
     assert "early stopping" in (folder / "report.txt").read_text()
