@@ -12,6 +12,7 @@ giotto-ph and ripser.py in this process, DIPHA through `dnntopo.dipha.backend`.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from math import comb
 
 import numpy as np
@@ -61,7 +62,8 @@ class InProcess(Backend):
             return None
         e = graph.edges
         return persistence(graph.n, e.i, e.j, e.distance, spec.max_dim, engine=self.name,
-                           collapse=spec.collapse, threads=spec.threads, info=info, progress=progress)
+                           collapse=spec.collapse, threads=spec.threads, info=info, progress=progress,
+                           max_bytes=memory_limit(spec.max_memory))
 
 
 def backend(spec) -> Backend:
@@ -85,10 +87,73 @@ def max_vertices(max_dim: int) -> int:
     return lo
 
 
-def use_collapse(collapse: str, max_dim: int, n_edges: int) -> bool:
-    if collapse == "auto":
-        return max_dim >= 2 and n_edges >= AUTO_COLLAPSE_MIN_EDGES
-    return collapse == "on"
+#: The pre-flight's cost model, fitted by scripts/bench_preflight.py (2 cores; README,
+#: Performance): (stage, seconds|bytes) -> (a, b, c) of y = exp(a) edges^b degree^c, where a
+#: stage's edges and degree (2 edges / vertices) are those of its input graph. Stages: the
+#: collapse; the reduction in dims 0-k of the graph as it is (directk) or once collapsed (afterk);
+#: ("collapse", "kept") is the share of the edges the collapse keeps.
+COST = {}
+
+
+def stage_cost(stage: str, edges: float, degree: float) -> tuple[float, float]:
+    """(seconds, bytes) the cost model gives one stage on a graph of `edges` edges of mean
+    `degree` (NaN for a stage the model does not know)."""
+    out = []
+    for what in ("seconds", "bytes"):
+        a, b, c = COST.get((stage, what), (np.nan,) * 3)
+        out.append(float(np.exp(a + b * np.log(max(edges, 1.0)) + c * np.log(max(degree, 1e-3)))))
+    return out[0], out[1]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The pre-flight estimate of one graph's PH: seconds, peak bytes, whether it collapses."""
+    seconds: float
+    bytes: float
+    collapse: bool
+    edges_after: int
+
+    def text(self) -> str:
+        mins = self.seconds / 60
+        took = f"{self.seconds:.0f} s" if mins < 2 else f"{mins:.0f} min" if mins < 120 else f"{mins / 60:.1f} h"
+        return f"about {took}, {self.bytes / 2**30:.2g} GiB"
+
+
+def estimate(m: int, n_edges: int, max_dim: int, collapse: bool) -> Estimate:
+    """The cost model's seconds and peak memory for PH up to `max_dim` of a graph of `m`
+    vertices (with edges) and `n_edges` edges, collapsed first or not. Beyond the calibrated
+    dimensions (3) each further dimension multiplies the reduction by the mean degree."""
+    deg = 2.0 * n_edges / max(m, 1)
+    base = 16.0 * n_edges                      # the edge arrays themselves (int32 x2, float32, index)
+    k = min(max(max_dim, 1), 3)
+    extra = max(0, max_dim - 3)
+    if not collapse:
+        t, b = stage_cost(f"direct{k}", n_edges, deg)
+        return Estimate(t * deg ** extra, base + b * deg ** extra, False, int(n_edges))
+    tc, bc = stage_cost("collapse", n_edges, deg)
+    kept = min(1.0, _kept(n_edges, deg))
+    e2 = max(1.0, kept * n_edges)
+    d2 = 2.0 * e2 / max(m, 1)
+    tr, br = stage_cost(f"after{k}", e2, d2)
+    return Estimate(tc + tr * d2 ** extra, base + max(bc, br * d2 ** extra), True, int(e2))
+
+
+def _kept(edges: float, degree: float) -> float:
+    a, b, c = COST.get(("collapse", "kept"), (np.log(0.12), 0.0, 0.0))
+    return float(np.exp(a + b * np.log(max(edges, 1.0)) + c * np.log(max(degree, 1e-3))))
+
+
+def use_collapse(collapse: str, max_dim: int, n_edges: int, m: int | None = None) -> bool:
+    """Collapse first? `on`/`off` as asked; `auto`: when the cost model says the collapse and
+    the reduction of the collapsed graph take less time than the reduction alone (graphs under
+    AUTO_COLLAPSE_MIN_EDGES edges: never, either way takes well under a second)."""
+    if collapse != "auto":
+        return collapse == "on"
+    if n_edges < AUTO_COLLAPSE_MIN_EDGES:
+        return False
+    if m is None or not COST:
+        return max_dim >= 2
+    return estimate(m, n_edges, max_dim, True).seconds < estimate(m, n_edges, max_dim, False).seconds
 
 
 def edge_collapse(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, progress=None):
@@ -155,14 +220,37 @@ def _batches(labels: np.ndarray, sizes: np.ndarray, limit: int, max_dim: int):
         yield batch
 
 
+def memory_limit(max_memory_gb: float = 0.0) -> float:
+    """Bytes the PH step may use: `--max-memory` GB when given, else what the SLURM
+    allocation or the machine leaves (hpc.comm.usable_memory)."""
+    from hpc.comm import usable_memory
+    return max_memory_gb * 2**30 if max_memory_gb > 0 else float(usable_memory())
+
+
+def preflight(m: int, n_edges: int, max_dim: int, collapse: bool, limit: float) -> Estimate:
+    """The estimate of a graph's PH, refused in one line (with the numbers and the ways out)
+    when its memory exceeds `limit` bytes (0: no limit)."""
+    est = estimate(m, n_edges, max_dim, collapse)
+    if limit and est.bytes > limit:
+        raise UserError(
+            f"PH of this graph ({m} vertices, {n_edges} edges, mean degree {2 * n_edges / max(m, 1):.0f}, "
+            f"dims 0-{max_dim}{', collapsed first' if collapse else ''}) needs {est.text()} by the "
+            f"pre-flight estimate, over the {limit / 2**30:.3g} GiB allowed; lower --max-dim, "
+            f"--max-distance or --max-nodes (fewer, grouped units), or allow more with --max-memory GB "
+            f"(or a bigger allocation)")
+    return est
+
+
 def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: int, *,
                 engine: str = "giotto", collapse: str = "auto", threads: int = 0,
-                info: dict | None = None, progress=None) -> list[np.ndarray]:
+                info: dict | None = None, progress=None, max_bytes: float = 0.0) -> list[np.ndarray]:
     """Diagrams of dimensions 0..max_dim (float64 (m, 2), birth and death; inf when essential).
 
     `i < j` index the n vertices; `d` are the edge filtration values. Rows are sorted by
     (birth, death). `engine` is giotto or ripser; `collapse` auto, on or off; `threads` 0 for
-    every usable core. Timing and sizes are added to `info`; `progress(text)` hears the steps.
+    every usable core. Before the heavy work the pre-flight estimate is taken (added to `info`,
+    told to `progress`) and a graph whose estimate exceeds `max_bytes` (0: no limit) refused.
+    Timing and sizes are added to `info`; `progress(text)` hears the steps.
     """
     info = {} if info is None else info
     i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
@@ -185,8 +273,14 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
         sizes = np.bincount(labels, minlength=n_comp)
         info.update(n_components=int(n_comp))
         batches = list(_batches(labels, sizes, max_vertices(max_dim), max_dim))
+        collapsing = use_collapse(collapse, max_dim, ci.size, m)
+        est = preflight(m, ci.size, max_dim, collapsing, max_bytes) if COST else None
+        if est is not None:
+            info.update(estimate_seconds=est.seconds, estimate_bytes=est.bytes)
+            if progress is not None:
+                progress(f"PH estimate: {est.text()}")
         t0 = time.perf_counter()
-        if use_collapse(collapse, max_dim, ci.size):
+        if collapsing:
             ci, cj, d = edge_collapse(m, ci, cj, d, progress=progress)
         info.update(collapsed_edges=int(ci.size), seconds_collapse=time.perf_counter() - t0)
         t0 = time.perf_counter()

@@ -50,6 +50,26 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def usable_memory() -> int:
+    """Bytes this process may use: the SLURM allocation (SLURM_MEM_PER_NODE, or
+    SLURM_MEM_PER_CPU times the allocated CPUs, in MB) when inside a job, else the machine's
+    available memory (MemAvailable)."""
+    env = os.environ
+    if env.get("SLURM_MEM_PER_NODE", "").isdigit() and int(env["SLURM_MEM_PER_NODE"]) > 0:
+        return int(env["SLURM_MEM_PER_NODE"]) * 2**20
+    if env.get("SLURM_MEM_PER_CPU", "").isdigit():
+        cpus = int(env.get("SLURM_CPUS_ON_NODE", "") or usable_cores())
+        return int(env["SLURM_MEM_PER_CPU"]) * 2**20 * cpus
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return 0
+
+
 def abort_with(comm, prog: str, msg: str, code: int):
     """Print one line naming the rank, then end the whole job: MPI_Abort with several ranks
     (as mpi4py's `-m mpi4py` runner does), a plain exit with one."""

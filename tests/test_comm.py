@@ -172,3 +172,18 @@ def test_abort_with_on_one_rank_ends_the_whole_job(tmp_path):
     assert p.returncode != 0
     assert "myprog on rank 1 of 2: disk full" in p.stderr
     assert "passed the barrier" not in p.stdout
+
+
+def test_usable_memory_follows_the_slurm_allocation(monkeypatch):
+    from hpc.comm import usable_memory
+    for k in ("SLURM_MEM_PER_NODE", "SLURM_MEM_PER_CPU", "SLURM_CPUS_ON_NODE"):
+        monkeypatch.delenv(k, raising=False)
+    meminfo = {line.split(":")[0]: int(line.split()[1]) for line in open("/proc/meminfo")}
+    assert usable_memory() == meminfo["MemAvailable"] * 1024 or \
+        abs(usable_memory() - meminfo["MemAvailable"] * 1024) < 2**28      # it moves a little
+    monkeypatch.setenv("SLURM_MEM_PER_NODE", "1536")
+    assert usable_memory() == 1536 * 2**20
+    monkeypatch.delenv("SLURM_MEM_PER_NODE")
+    monkeypatch.setenv("SLURM_MEM_PER_CPU", "512")
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "3")
+    assert usable_memory() == 3 * 512 * 2**20

@@ -122,3 +122,34 @@ def test_progress_hears_collapse_and_reduction():
     heard = []
     persistence(70, i, j, v, 2, collapse="on", progress=heard.append)
     assert heard[0].startswith("collapse pass 1: ") and heard[-1].startswith("reduction (giotto, dims 0-2")
+
+
+def test_preflight_estimate_by_hand_and_refusal(monkeypatch):
+    """The cost model's numbers against a hand computation; a graph over the limit is refused
+    in one line before the collapse or the reduction starts."""
+    log = np.log
+    monkeypatch.setattr(topology, "COST", {
+        ("direct1", "seconds"): (log(1e-6), 1.0, 1.0), ("direct1", "bytes"): (log(100.0), 1.0, 0.0),
+        ("collapse", "seconds"): (log(1e-9), 1.0, 2.0), ("collapse", "bytes"): (log(50.0), 1.0, 0.0),
+        ("collapse", "kept"): (log(0.1), 0.0, 0.0),
+        ("after1", "seconds"): (log(1e-6), 1.0, 1.0), ("after1", "bytes"): (log(100.0), 1.0, 0.0)})
+    est = topology.estimate(100, 5000, 1, collapse=False)       # degree 100
+    assert np.isclose(est.seconds, 1e-6 * 5000 * 100) and np.isclose(est.bytes, 16 * 5000 + 100 * 5000)
+    est = topology.estimate(100, 5000, 1, collapse=True)        # 500 edges left, degree 10
+    assert est.edges_after == 500
+    assert np.isclose(est.seconds, 1e-9 * 5000 * 100 ** 2 + 1e-6 * 500 * 10)
+    assert np.isclose(est.bytes, 16 * 5000 + max(50 * 5000, 100 * 500))
+    # auto follows the model: collapsing costs 0.05 + 0.005 s against 0.5 s directly
+    assert topology.use_collapse("auto", 1, 5000, 100) and not topology.use_collapse("off", 1, 5000, 100)
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal((120, 3))
+    i, j, v = sparse_edges(points_distance(p, 8.0), 0.5)
+    info = {}
+    with pytest.raises(UserError) as err:
+        persistence(120, i, j, v, 1, collapse="on", info=info, max_bytes=1000)
+    msg = str(err.value)
+    assert "pre-flight estimate" in msg and "--max-memory" in msg and "--max-nodes" in msg and "\n" not in msg
+    assert "seconds_collapse" not in info                       # refused before the heavy work
+    got = persistence(120, i, j, v, 1, collapse="on", info=info)  # no limit: computed, estimate kept
+    assert info["estimate_bytes"] > 0 and same_diagram(got[1], ripser(
+        sp.coo_matrix((v, (i, j)), shape=(120, 120)), maxdim=1, distance_matrix=True)["dgms"][1])

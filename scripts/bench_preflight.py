@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""Calibrate the PH pre-flight estimate (`dnntopo.topology.estimate`) on real functional graphs.
+
+Takes the edges of one epoch file, makes graphs of varied size and density from them (edges up
+to several distances, on all the vertices or on a random share of them), and measures, each in
+a fresh process: the edge collapse (seconds, peak RSS growth, edges left) and the reduction in
+dims 0-1, 0-2 and 0-3 with and without the collapse (the reduction after the collapse is
+measured on, and fitted against, the collapsed graph). Then it fits the power laws the estimate uses,
+    seconds or bytes = exp(a) * edges^b * degree^c        (degree = 2 edges / vertices)
+by least squares in log space, and prints the measurements, the fitted constants (to paste into
+`topology.COST`) and each measurement beside the estimate of the constants now in the code.
+
+    python scripts/bench_preflight.py --epoch-file RUN/topology/epoch_0012.h5 [--extra alexnet.csv]
+
+`--extra` adds measurements taken elsewhere (columns stage,edges,degree,seconds,bytes), e.g. of a
+graph too big to measure in one sitting.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dnntopo import storage, topology  # noqa: E402
+
+
+def _peak_kb() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _rss_kb() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _child(q, n, i, j, d, stage):
+    """One measurement in a fresh process: (seconds, peak bytes, edges after)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+    base = _rss_kb()
+    t = time.perf_counter()
+    if stage == "collapse":
+        out = topology.edge_collapse(n, i, j, d)[0].size
+    else:
+        dim = int(stage[-1])
+        if stage.startswith("after"):     # the reduction of the collapsed graph: its own cost
+            i, j, d = topology.edge_collapse(n, i, j, d)
+            t = time.perf_counter()
+            base = _rss_kb()
+        topology.persistence(n, i, j, d, dim, collapse="off")
+        out = i.size                      # the edges the reduction saw
+    q.put((time.perf_counter() - t, (_peak_kb() - base) * 1024.0, out))
+
+
+def measure(n, i, j, d, stage):
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(q, n, i, j, d, stage))
+    p.start()
+    res = q.get()
+    p.join()
+    return res
+
+
+def fit(rows):
+    """(a, b, c) of log y = a + b log edges + c log degree, least squares."""
+    A = np.array([[1.0, np.log(r["edges"]), np.log(r["degree"])] for r in rows])
+    y = np.log([r["y"] for r in rows])
+    return np.linalg.lstsq(A, y, rcond=None)[0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epoch-file", required=True, help="an epoch file of `dnntopo topology` (holds the edges)")
+    ap.add_argument("--distances", type=float, nargs="+", default=[0.35, 0.45, 0.55, 0.6])
+    ap.add_argument("--shares", type=float, nargs="+", default=[0.5, 1.0], help="shares of the vertices kept")
+    ap.add_argument("--extra", default=None, help="CSV of measurements made elsewhere")
+    ap.add_argument("--direct3-max-edges", type=int, default=60000,
+                    help="measure dims 0-3 without the collapse only up to this many edges (minutes above)")
+    a = ap.parse_args()
+    ep = storage.read_epoch(a.epoch_file, edges=True)
+    i0, j0, d0 = (np.asarray(x) for x in ep["edges"])
+    n0 = int(ep["attrs"]["n_nodes"])
+    rng = np.random.default_rng(0)
+    stages = ("collapse", "direct1", "direct2", "direct3", "after1", "after2", "after3")
+    rows = []
+    print(f"{'stage':<9} {'vertices':>8} {'edges':>9} {'degree':>7} {'seconds':>8} {'peak MB':>8} {'after':>8}")
+    for share in a.shares:
+        keep = np.zeros(n0, dtype=bool)
+        keep[rng.choice(n0, int(round(share * n0)), replace=False)] = True
+        relabel = np.cumsum(keep) - 1
+        for dist in a.distances:
+            sel = keep[i0] & keep[j0] & (d0 <= dist)
+            n = int(keep.sum())
+            i, j, d = relabel[i0[sel]], relabel[j0[sel]], d0[sel]
+            deg = 2 * i.size / n
+            for stage in stages:
+                if stage == "direct3" and i.size > a.direct3_max_edges:
+                    continue
+                sec, peak, seen = measure(n, i, j, d, stage)
+                e = seen if stage.startswith("after") else i.size      # the stage's input
+                rows.append({"stage": stage, "edges": e, "degree": 2 * e / n, "seconds": sec, "bytes": peak,
+                             "after": seen})
+                print(f"{stage:<9} {n:>8} {e:>9} {2 * e / n:>7.1f} {sec:>8.3f} {peak / 2**20:>8.1f} {seen:>8}",
+                      flush=True)
+    if a.extra:
+        with open(a.extra, newline="") as fh:
+            for r in csv.DictReader(fh):
+                rows.append({"stage": r["stage"], "edges": float(r["edges"]), "degree": float(r["degree"]),
+                             "seconds": float(r["seconds"]), "bytes": float(r["bytes"] or "nan"),
+                             "after": float(r.get("after") or "nan")})
+    print("\nfitted: log y = a + b log(edges) + c log(degree)   (paste into dnntopo/topology.py COST)")
+    for stage in stages:
+        for what in ("seconds", "bytes"):
+            pts = [dict(r, y=max(r[what], 1e-3 if what == "seconds" else 2**20)) for r in rows
+                   if r["stage"] == stage and np.isfinite(r[what])]
+            if len(pts) >= 3:
+                print(f"    ({stage!r}, {what!r}): ({', '.join(f'{v:.3f}' for v in fit(pts))}),")
+    kept = [dict(r, y=r["after"] / r["edges"]) for r in rows if r["stage"] == "collapse" and r["after"] > 0]
+    if len(kept) >= 3:
+        print(f"    ('collapse', 'kept'): ({', '.join(f'{v:.3f}' for v in fit(kept))}),")
+    print("\nmeasured against the estimate of the constants in the code:")
+    print(f"{'stage':<9} {'edges':>9} {'degree':>7} {'seconds':>8} {'estimate':>8} {'peak MB':>8} {'estimate':>8}")
+    for r in rows:
+        est_s, est_b = topology.stage_cost(r["stage"], r["edges"], r["degree"])
+        print(f"{r['stage']:<9} {int(r['edges']):>9} {r['degree']:>7.1f} {r['seconds']:>8.3f} {est_s:>8.3f} "
+              f"{r['bytes'] / 2**20:>8.1f} {est_b / 2**20:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
