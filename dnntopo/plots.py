@@ -189,6 +189,9 @@ def condition_grid(cells: dict, out, kind: str = "betti", dim: int = 1, row_name
         if not ax.lines:
             ax.set_visible(False)
     axes[0, 0].legend(fontsize=6, loc="best")
+    if kind != "betti":
+        fig.suptitle("right axis: train accuracy (dotted, on the labels as trained) and test accuracy (dashed)",
+                     fontsize=9)
     fig.tight_layout()
     return save_figure(fig, out)
 

@@ -93,6 +93,8 @@ def main():
     ap.add_argument("--direct3-max-edges", type=int, default=60000,
                     help="measure dims 0-3 without the collapse only up to this many edges (minutes above)")
     a = ap.parse_args()
+    # warm up in this process (imports, thread pools) so that each forked measurement is the work only
+    topology.persistence(3, np.array([0, 1]), np.array([1, 2]), np.array([0.1, 0.2], np.float32), 2, collapse="on")
     ep = storage.read_epoch(a.epoch_file, edges=True)
     i0, j0, d0 = (np.asarray(x) for x in ep["edges"])
     n0 = int(ep["attrs"]["n_nodes"])
