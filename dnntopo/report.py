@@ -28,7 +28,9 @@ def rows(run: storage.Run, allow_mixed: bool = False, window=None) -> list[dict]
         if window is not None:
             ep["summary"] = windowed(ep, window, str(run.epoch_file(e)))
         r = {"epoch": e, "acc_train": stats.get(e, {}).get("acc_train", math.nan),
-             "acc_test": stats.get(e, {}).get("acc_test", math.nan), "n_nodes": ep["attrs"]["n_nodes"]}
+             "acc_test": stats.get(e, {}).get("acc_test", math.nan), "n_nodes": ep["attrs"]["n_nodes"],
+             # files written before the split was recorded were computed on the test split
+             "sample_split": str(ep["attrs"].get("sample_split", "test"))}
         for d in sorted(ep["summary"]):
             for k in SUMMARY_KEYS:
                 r[f"{k}_{d}"] = ep["summary"][d].get(k, math.nan)   # older files lack newer keys

@@ -91,8 +91,26 @@ def max_vertices(max_dim: int) -> int:
 #: Performance): (stage, seconds|bytes) -> (a, b, c) of y = exp(a) edges^b degree^c, where a
 #: stage's edges and degree (2 edges / vertices) are those of its input graph. Stages: the
 #: collapse; the reduction in dims 0-k of the graph as it is (directk) or once collapsed (afterk);
-#: ("collapse", "kept") is the share of the edges the collapse keeps.
-COST = {}
+#: ("collapse", "kept") is the share of the edges the collapse keeps. Fitted on LeNet graphs of
+#: 20k-480k edges (scripts/calibration/lenet_measured.txt) and the AlexNet graph of issue 13
+#: (2.08M edges; scripts/calibration/extra_points.csv); an estimate, often off by 2x.
+COST = {
+    ("collapse", "seconds"): (-21.154, 1.356, 1.118),
+    ("collapse", "bytes"): (3.516, 1.351, -0.466),
+    ("direct1", "seconds"): (-19.404, 1.645, -0.235),
+    ("direct1", "bytes"): (4.884, 1.073, -0.003),
+    ("direct2", "seconds"): (-21.899, 1.991, -0.136),
+    ("direct2", "bytes"): (0.214, 1.689, -0.455),
+    ("direct3", "seconds"): (-19.330, 1.735, 0.521),
+    ("direct3", "bytes"): (3.967, 1.242, 0.115),
+    ("after1", "seconds"): (-12.836, 0.965, -0.094),
+    ("after1", "bytes"): (10.068, 0.470, 0.239),
+    ("after2", "seconds"): (-18.934, 1.804, -0.268),
+    ("after2", "bytes"): (7.014, 0.889, 0.013),
+    ("after3", "seconds"): (-15.996, 1.054, 1.496),
+    ("after3", "bytes"): (9.897, 0.282, 1.135),
+    ("collapse", "kept"): (1.033, -0.832, 1.350),
+}
 
 
 def stage_cost(stage: str, edges: float, degree: float) -> tuple[float, float]:
@@ -151,9 +169,11 @@ def use_collapse(collapse: str, max_dim: int, n_edges: int, m: int | None = None
         return collapse == "on"
     if n_edges < AUTO_COLLAPSE_MIN_EDGES:
         return False
-    if m is None or not COST:
+    on = estimate(m, n_edges, max_dim, True).seconds if m and COST else np.nan
+    off = estimate(m, n_edges, max_dim, False).seconds if m and COST else np.nan
+    if not (np.isfinite(on) and np.isfinite(off)):   # no model for this case: the measured rule
         return max_dim >= 2
-    return estimate(m, n_edges, max_dim, True).seconds < estimate(m, n_edges, max_dim, False).seconds
+    return on < off
 
 
 def edge_collapse(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, progress=None):

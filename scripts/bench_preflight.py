@@ -90,9 +90,13 @@ def main():
     ap.add_argument("--distances", type=float, nargs="+", default=[0.35, 0.45, 0.55, 0.6])
     ap.add_argument("--shares", type=float, nargs="+", default=[0.5, 1.0], help="shares of the vertices kept")
     ap.add_argument("--extra", default=None, help="CSV of measurements made elsewhere")
+    ap.add_argument("--from-table", default=None,
+                    help="fit the table this script printed before (its first block) instead of measuring")
     ap.add_argument("--direct3-max-edges", type=int, default=60000,
                     help="measure dims 0-3 without the collapse only up to this many edges (minutes above)")
     a = ap.parse_args()
+    if a.from_table:
+        return report(read_table(a.from_table), a.extra)
     # warm up in this process (imports, thread pools) so that each forked measurement is the work only
     topology.persistence(3, np.array([0, 1]), np.array([1, 2]), np.array([0.1, 0.2], np.float32), 2, collapse="on")
     ep = storage.read_epoch(a.epoch_file, edges=True)
@@ -110,7 +114,6 @@ def main():
             sel = keep[i0] & keep[j0] & (d0 <= dist)
             n = int(keep.sum())
             i, j, d = relabel[i0[sel]], relabel[j0[sel]], d0[sel]
-            deg = 2 * i.size / n
             for stage in stages:
                 if stage == "direct3" and i.size > a.direct3_max_edges:
                     continue
@@ -120,8 +123,26 @@ def main():
                              "after": seen})
                 print(f"{stage:<9} {n:>8} {e:>9} {2 * e / n:>7.1f} {sec:>8.3f} {peak / 2**20:>8.1f} {seen:>8}",
                       flush=True)
-    if a.extra:
-        with open(a.extra, newline="") as fh:
+    report(rows, a.extra)
+
+
+def read_table(path) -> list[dict]:
+    """The measurement rows of a table printed by this script (up to the first blank line)."""
+    rows = []
+    for line in Path(path).read_text().splitlines()[1:]:
+        if not line.strip():
+            break
+        stage, n, e, deg, sec, mb, after = line.split()
+        rows.append({"stage": stage, "edges": int(e), "degree": float(deg), "seconds": float(sec),
+                     "bytes": float(mb) * 2**20, "after": int(after)})
+    return rows
+
+
+def report(rows, extra=None):
+    """The fitted constants and each measurement beside the estimate of the code's constants."""
+    stages = ("collapse", "direct1", "direct2", "direct3", "after1", "after2", "after3")
+    if extra:
+        with open(extra, newline="") as fh:
             for r in csv.DictReader(fh):
                 rows.append({"stage": r["stage"], "edges": float(r["edges"]), "degree": float(r["degree"]),
                              "seconds": float(r["seconds"]), "bytes": float(r["bytes"] or "nan"),

@@ -337,7 +337,7 @@ def test_commands_on_real_runs(module_run, tmp_path, cli):
         ep = storage.read_epoch(trained_run / "topology" / f"epoch_{int(line['epoch']):04d}.h5")
         grid, curve = ep["betti"]["distance"], ep["betti"][1]
         inside = (grid >= 0.1) & (grid <= 0.4)
-        assert int(line["betti_max_1"]) == curve[inside].max()
+        assert int(line["betti_max_1"]) == curve[inside].max() and line["sample_split"] == "train"
         assert float(line["distance_at_max_1"]) == pytest.approx(peak_positions(grid[inside], curve[inside])[0])
     rc, _, err = cli("summary", "--run", trained_run, "--range", "0.4", "0.1")
     assert rc == 2 and "--range 0.4 0.1" in err

@@ -137,7 +137,7 @@ def test_summary_and_plots(epoch1, module_run, tmp_path):
     rows = json.loads(p.stdout)
     assert rows[0]["epoch"] == 1 and "life_1" in rows[0] and 0 <= rows[0]["acc_test"] <= 1
     p = dnntopo("summary", "--run", module_run, "--format", "csv", check=True)
-    assert p.stdout.splitlines()[0].startswith("epoch,acc_train,acc_test,n_nodes,life_0")
+    assert p.stdout.splitlines()[0].startswith("epoch,acc_train,acc_test,n_nodes,sample_split,life_0")
     p = dnntopo("summary", "--run", module_run, check=True)
     assert "midlife_1" in p.stdout.splitlines()[0]
     for kind, name in (("betti", "b.png"), ("diagram", "d.pdf"), ("summary", "s.png")):

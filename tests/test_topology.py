@@ -121,7 +121,8 @@ def test_progress_hears_collapse_and_reduction():
     i, j, v = sparse_edges(d, 0.45)
     heard = []
     persistence(70, i, j, v, 2, collapse="on", progress=heard.append)
-    assert heard[0].startswith("collapse pass 1: ") and heard[-1].startswith("reduction (giotto, dims 0-2")
+    assert heard[0].startswith("PH estimate: about ") and "GiB" in heard[0]      # the pre-flight first
+    assert heard[1].startswith("collapse pass 1: ") and heard[-1].startswith("reduction (giotto, dims 0-2")
 
 
 def test_preflight_estimate_by_hand_and_refusal(monkeypatch):
