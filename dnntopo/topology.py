@@ -161,19 +161,23 @@ def _kept(edges: float, degree: float) -> float:
     return float(np.exp(a + b * np.log(max(edges, 1.0)) + c * np.log(max(degree, 1e-3))))
 
 
-def use_collapse(collapse: str, max_dim: int, n_edges: int, m: int | None = None) -> bool:
+def use_collapse(collapse: str, max_dim: int, n_edges: int, m: int | None = None, limit: float = 0.0) -> bool:
     """Collapse first? `on`/`off` as asked; `auto`: when the cost model says the collapse and
-    the reduction of the collapsed graph take less time than the reduction alone (graphs under
-    AUTO_COLLAPSE_MIN_EDGES edges: never, either way takes well under a second)."""
+    the reduction of the collapsed graph take less time than the reduction alone, or when only
+    the collapsed path fits in `limit` bytes (graphs under AUTO_COLLAPSE_MIN_EDGES edges: never,
+    either way takes well under a second)."""
     if collapse != "auto":
         return collapse == "on"
     if n_edges < AUTO_COLLAPSE_MIN_EDGES:
         return False
-    on = estimate(m, n_edges, max_dim, True).seconds if m and COST else np.nan
-    off = estimate(m, n_edges, max_dim, False).seconds if m and COST else np.nan
-    if not (np.isfinite(on) and np.isfinite(off)):   # no model for this case: the measured rule
+    if not (m and COST):
         return max_dim >= 2
-    return on < off
+    on, off = estimate(m, n_edges, max_dim, True), estimate(m, n_edges, max_dim, False)
+    if not (np.isfinite(on.seconds) and np.isfinite(off.seconds)):   # no model: the measured rule
+        return max_dim >= 2
+    if limit and off.bytes > limit >= on.bytes:
+        return True
+    return on.seconds < off.seconds
 
 
 def edge_collapse(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, progress=None):
@@ -293,7 +297,7 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
         sizes = np.bincount(labels, minlength=n_comp)
         info.update(n_components=int(n_comp))
         batches = list(_batches(labels, sizes, max_vertices(max_dim), max_dim))
-        collapsing = use_collapse(collapse, max_dim, ci.size, m)
+        collapsing = use_collapse(collapse, max_dim, ci.size, m, max_bytes)
         est = preflight(m, ci.size, max_dim, collapsing, max_bytes) if COST else None
         if est is not None:
             info.update(estimate_seconds=est.seconds, estimate_bytes=est.bytes)

@@ -40,7 +40,7 @@ def compute(run: Path, epoch: int, budget: int, args, scratch: Path) -> tuple[di
            "--max-nodes", str(budget), "--max-dim", str(args.max_dim), "--samples", str(args.samples),
            "--max-distance", str(args.max_distance), "--sample-split", "train"]
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, env=dict(os.environ, HPC_NO_MPI="1"))
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, HPC_NO_MPI="1"))
     took = time.perf_counter() - t
     return storage.read_epoch(storage.Run(copy).epoch_file(epoch), edges=True), took
 
