@@ -89,6 +89,41 @@ def same(a, b, tol=1e-6):
     return True
 
 
+def big_net(a, rows, n, i, j, d, dense, t, threads, ripser_parallel, model, ds, spec, comm, cpu):
+    """The measurements that finish on a big net: each collapse engine alone, giotto-ph's dims
+    0-1 (the reference of the target), dnntopo's dims 0-2 (collapse auto and on), the whole epoch."""
+    reps = a.reps
+    del dense  # the direct call takes the sparse edges here
+    mat = sp.coo_matrix((d, (i, j)), shape=(n, n))
+    sec1, mem, _ = measure(lambda: ripser_parallel(mat, maxdim=1, metric="precomputed", n_threads=threads), reps)
+    rows.append(("PH dims 0-1: gph.ripser_parallel direct", sec1, mem, ""))
+    sec, mem, left = measure(lambda: topology.edge_collapse(n, i, j, d)[0].size, reps)
+    rows.append(("edge collapse: dnntopo compiled, every pass", sec, mem, f"{left} edges left"))
+    if not a.quick:
+        sec, mem, left = measure(lambda: topology._gudhi_collapse(n, i, j, d)[0].size, 1)
+        rows.append(("edge collapse: GUDHI, every pass (1 run)", sec, mem, f"{left} edges left"))
+    info = {}
+    sec, mem, _ = measure(lambda: topology.persistence(n, i, j, d, 2, info=info), reps)
+    rows.append(("PH dims 0-2: dnntopo (collapse auto)", sec, mem, f"collapsed: {info['collapsed_edges'] != i.size}"))
+    sec2, mem, _ = measure(lambda: topology.persistence(n, i, j, d, 2, collapse="on"), reps)
+    rows.append(("PH dims 0-2: dnntopo (collapse on)", sec2, mem, ""))
+
+    def whole_epoch():
+        xx, lay = activations.extract(comm, model, ds, list(spec.layers), max_nodes=spec.max_nodes, device=cpu)
+        e = functional_graph(comm, xx, spec.max_distance, 100).edges
+        dg = topology.persistence(lay.n_nodes, e.i, e.j, e.distance, spec.max_dim, collapse=spec.collapse)
+        return summaries.curves_and_summaries(dg, e.distance, lay.n_nodes, spec)
+    sec3, mem, _ = measure(whole_epoch, reps)
+    rows.append(("whole epoch (extract + graph + PH 0-2 + summaries)", sec3, mem, ""))
+    print(f"\n{n} nodes, {i.size} edges, {a.samples} samples, distance <= {t}, {threads} threads; medians of "
+          f"{reps}\n")
+    w = max(len(r[0]) for r in rows)
+    print(f"{'step':<{w}}  {'seconds':>8}  {'peak MB':>8}  note")
+    for name, sec, mem, note in rows:
+        print(f"{name:<{w}}  {sec:8.2f}  {mem:8.0f}  {note}")
+    print(f"\nwhole epoch in dims 0-2 / giotto-ph alone in dims 0-1: {sec3 / sec1:.1f}x (target: at most 3x)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", help="a LeNet / Fashion-MNIST run (default: train one for 2 epochs)")
@@ -98,6 +133,9 @@ def main():
     ap.add_argument("--max-distance", type=float, default=0.6)
     ap.add_argument("--reps", type=int, default=3, help="repetitions of the fast measurements")
     ap.add_argument("--quick", action="store_true", help="skip the direct dims 0-3 call (minutes)")
+    ap.add_argument("--big", action="store_true",
+                    help="a big net (AlexNet and up): the collapse engines, dims 0-1 direct and dnntopo's "
+                         "dims 0-2 only (the direct dims 0-2/0-3 calls and ripser.py take hours there)")
     a = ap.parse_args()
     threads = usable_cores()
     torch.set_num_threads(threads)
@@ -138,6 +176,8 @@ def main():
     np.fill_diagonal(dense, 0)
 
     from gph import ripser_parallel
+    if a.big:
+        return big_net(a, rows, n, i, j, d, dense, t, threads, ripser_parallel, model, ds, spec, comm, cpu)
     results = {}
     for dim in (2, 3):
         def ours(dim=dim):

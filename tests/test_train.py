@@ -41,7 +41,8 @@ def test_resume_continues_the_epoch_count(trained_run, tmp_path, fmnist_root):
 def test_label_manipulations(fmnist_root):
     cfg = train.TrainConfig(dataset="fashion_mnist", data_root=str(fmnist_root), permute_labels=0.5,
                             subset=0.5, seed=3)
-    tr, te = train.prepare_data(cfg)
+    tr, te, val = train.prepare_data(cfg)
+    assert val is None
     clean = data.load("fashion_mnist", fmnist_root, "train")
     assert len(tr) == 30000 and len(te) == 10000
     # same images as the clean set at the chosen indices: find how many labels changed
@@ -51,9 +52,15 @@ def test_label_manipulations(fmnist_root):
     changed = (tr.labels != clean.labels[keep]).float().mean().item()
     assert 0.4 < changed < 0.5                     # 50% shuffled, ~10% land on their own class
     assert np.array_equal(np.sort(tr.labels.numpy()), np.sort(clean.labels[keep].numpy()))
-    b_tr, b_te = train.prepare_data(train.TrainConfig(data_root=str(fmnist_root), binarize_labels=3))
+    b_tr, b_te, _ = train.prepare_data(train.TrainConfig(data_root=str(fmnist_root), binarize_labels=3))
     assert b_tr.num_classes == 2 and len(b_tr) == 12000 and int(b_tr.labels.sum()) == 6000
     assert len(b_te) == 2000 and int(b_te.labels.sum()) == 1000
+    # --val-samples: the last N of the same samples, labels as trained, held out of training
+    import dataclasses
+    h_tr, _, h_val = train.prepare_data(dataclasses.replace(cfg, val_samples=100))
+    assert len(h_tr) == 29900 and len(h_val) == 100
+    assert torch.equal(h_tr.labels, tr.labels[:29900]) and torch.equal(h_val.labels, tr.labels[29900:])
+    assert torch.equal(h_val.images, tr.images[29900:])
 
 
 def test_bad_inputs_give_one_line(tmp_path):
