@@ -25,7 +25,6 @@ setup(
         "matplotlib>=3.6",
         "tqdm>=4.60",
         "threadpoolctl>=3",
-        "numba>=0.58",
     ],
     extras_require={
         "mpi": ["mpi4py>=3.1"],

@@ -90,17 +90,15 @@ def same(a, b, tol=1e-6):
 
 
 def big_net(a, rows, n, i, j, d, dense, t, threads, ripser_parallel, model, ds, spec, comm, cpu):
-    """The measurements that finish on a big net: each collapse engine alone, giotto-ph's dims
+    """The measurements that finish on a big net: the collapse alone, giotto-ph's dims
     0-1 (the reference of the target), dnntopo's dims 0-2 (collapse auto and on), the whole epoch."""
     reps = a.reps
     del dense  # the direct call takes the sparse edges here
     mat = sp.coo_matrix((d, (i, j)), shape=(n, n))
     sec1, mem, _ = measure(lambda: ripser_parallel(mat, maxdim=1, metric="precomputed", n_threads=threads), reps)
     rows.append(("PH dims 0-1: gph.ripser_parallel direct", sec1, mem, ""))
-    sec, mem, left = measure(lambda: topology.edge_collapse(n, i, j, d)[0].size, reps)
-    rows.append(("edge collapse: dnntopo compiled, every pass", sec, mem, f"{left} edges left"))
     if not a.quick:
-        sec, mem, left = measure(lambda: topology._gudhi_collapse(n, i, j, d)[0].size, 1)
+        sec, mem, left = measure(lambda: topology.edge_collapse(n, i, j, d)[0].size, 1)
         rows.append(("edge collapse: GUDHI, every pass (1 run)", sec, mem, f"{left} edges left"))
     info = {}
     sec, mem, _ = measure(lambda: topology.persistence(n, i, j, d, 2, info=info), reps)

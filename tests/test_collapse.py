@@ -1,10 +1,10 @@
-"""The compiled edge collapse against GUDHI's pass, ripser.py's diagrams and hand-built graphs."""
+"""The exact edge collapse (every pass) against ripser.py's diagrams and a hand-built graph."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from ripser import ripser
 
-from dnntopo import collapse, topology
+from dnntopo import topology
 
 
 def cloud_edges(seed, n, dim, t, ties=False):
@@ -36,28 +36,11 @@ def same(a, b):
 def test_collapse_keeps_the_diagrams(seed, ties):
     n = 60 + 10 * seed
     i, j, d = cloud_edges(seed, n, 3 + seed % 2, 0.55, ties)
-    ci, cj, cd = topology.edge_collapse(n, i, j, d)       # every pass, compiled
+    ci, cj, cd = topology.edge_collapse(n, i, j, d)       # every pass
     assert ci.size < i.size / 2 and np.all(ci < cj)
     full, small = diagrams(n, i, j, d, 2), diagrams(n, ci, cj, cd, 2)
     assert all(same(a, b) for a, b in zip(full, small))
     assert sum(len(x) for x in full[1:]) > 0                # the graphs have cycles and cavities
-
-
-def test_one_pass_equals_gudhis_pass():
-    """With distinct times, which dominator is found does not matter: the pass moves each edge
-    to the first time no vertex dominates it, or removes it; so does GUDHI's."""
-    import gudhi
-    n = 90
-    i, j, d = cloud_edges(7, n, 4, 0.6)
-    assert np.unique(d).size == d.size
-    ours = collapse.collapse_pass(n, i, j, d)
-    st = gudhi.SimplexTree()
-    st.insert_batch(np.arange(n, dtype=np.int32)[None, :], np.zeros(n))
-    st.insert_batch(np.vstack([i, j]).astype(np.int32), d.astype(np.float64))
-    st.collapse_edges(nb_iterations=1)
-    theirs = sorted((s[0], s[1], np.float32(f)) for s, f in st.get_skeleton(1) if len(s) == 2)
-    assert sorted(zip(ours[0].tolist(), ours[1].tolist(), ours[2].tolist())) == \
-        [(a, b, float(f)) for a, b, f in theirs]
 
 
 def test_hand_built_square_with_diagonals():
@@ -69,12 +52,3 @@ def test_hand_built_square_with_diagonals():
     ci, cj, cd = topology.edge_collapse(4, i, j, d)
     assert same(diagrams(4, ci, cj, cd, 1)[1], np.array([[0.25, 0.5]]))
     assert ci.size < 6
-
-
-def test_too_big_for_the_matrix_goes_to_gudhi(monkeypatch):
-    n = 70
-    i, j, d = cloud_edges(5, n, 3, 0.5)
-    called = []
-    monkeypatch.setattr(topology, "_gudhi_collapse", lambda *a, **k: called.append(1) or (i, j, d))
-    topology.edge_collapse(n, i, j, d, limit=4.0 * n * n)       # the matrix would take all of it
-    assert called == [1] and collapse.fits(n, 16.0 * n * n)
