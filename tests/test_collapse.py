@@ -52,3 +52,17 @@ def test_hand_built_square_with_diagonals():
     ci, cj, cd = topology.edge_collapse(4, i, j, d)
     assert same(diagrams(4, ci, cj, cd, 1)[1], np.array([[0.25, 0.5]]))
     assert ci.size < 6
+
+
+def test_another_pass_weighs_the_saving_against_the_pass(monkeypatch):
+    """By hand, with a model where a reduction costs 1e-6 s per edge (any degree) and a pass
+    scales linearly: a pass of 1 s that halved 1e6 edges saves 0.25 s next time for about 0.5 s
+    of work: stop; at 1e-5 s per edge it saves 2.5 s: go on. Too small a gain always stops."""
+    log = np.log
+    monkeypatch.setattr(topology, "COST", {("collapse", "seconds"): (0.0, 1.0, 0.0),
+                                           ("after2", "seconds"): (log(1e-6), 1.0, 0.0)})
+    assert not topology.another_pass(1.0, 1_000_000, 500_000, 1000, 2)
+    topology.COST[("after2", "seconds")] = (log(1e-5), 1.0, 0.0)
+    assert topology.another_pass(1.0, 1_000_000, 500_000, 1000, 2)
+    assert not topology.another_pass(0.001, 1_000_000, 990_000, 1000, 2)     # under 5% removed
+    assert topology.another_pass(9.0, 1_000_000, 500_000, 1000, None)      # no dimension: gain only
