@@ -32,6 +32,7 @@ missing: training that is complete is reused, epoch files that are current are k
 from __future__ import annotations
 
 import itertools
+import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -210,7 +211,7 @@ def run_local(plans: list, spec: TopologySpec, parallel: int = 1, quiet: bool = 
             try:
                 done = f.result()
                 if not quiet:
-                    print(f"done: {done}", file=__import__("sys").stderr, flush=True)
+                    print(f"done: {done}", file=sys.stderr, flush=True)
             except Exception as exc:   # noqa: BLE001 - reported below, the other runs go on
                 failed.append(f"{futures[f].run.root}: {exc}")
     if failed:
@@ -254,7 +255,7 @@ def report(study: Study, out=None, features=None, by: str | None = None, patienc
     epoch and the test accuracy it loses against the best epoch), and the figures (predicted
     against true test accuracy; Betti curves and the peak against epoch per condition)."""
     import numpy as np
-    from dnntopo import analysis, plots, report as reports, storage
+    from dnntopo import analysis, report as reports, storage
     out = Path(out) if out else study.run_dir / f"report_{study.name}"
     out.mkdir(parents=True, exist_ok=True)
     tcfg = {storage.run_path(t.run_dir, t.net, t.dataset, t.trial): t for t in study.runs()}
