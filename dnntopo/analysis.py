@@ -163,6 +163,8 @@ def stopping_regret(run: storage.Run, stop, patience: int = 5) -> list[dict]:
     if not stats:
         raise UserError(f"{run.stats}: no training statistics; the regret needs the run's test accuracy")
     scored = {e: r["acc_test"] for e, r in stats.items() if not math.isnan(r["acc_test"])}
+    if not scored:
+        raise UserError(f"{run.stats}: no epoch has a test accuracy; the regret needs one")
     best = max(scored, key=lambda e: (scored[e], -e))
     last = max(stats)
     rules = [("topology (Betti peak)", stop if stop is not None else last)]
@@ -208,7 +210,7 @@ def plot_early_stop(rows, stop, out, title: str, axis: str):
 #: Columns every features table has (`dnntopo gengap features`).
 FEATURE_COLUMNS = ("run", "group", "epoch", "acc_train", "acc_test", "gap")
 #: The run's parameters written as columns (leave-one-out by any of them: `--by subset`).
-RUN_PARAMS = ("net", "dataset", "subset", "permute_labels", "seed", "lr")
+RUN_PARAMS = ("net", "dataset", "subset", "permute_labels", "binarize_labels", "seed", "lr", "batch_size")
 #: Columns that hold text, not numbers.
 TEXT_COLUMNS = ("run", "group", "sample_split", "net", "dataset", "range")
 #: Columns computed from the test set (never a feature of a model that promises no test set).
@@ -375,17 +377,25 @@ def fit(rows, features: list, target: str = "gap", allow_test_split: bool = Fals
     pred = a @ coef
     return {"features": list(features), "target": target, "intercept": float(coef[0]),
             "coefficients": {f: float(c) for f, c in zip(features, coef[1:])},
-            "train_mae": float(np.mean(np.abs(pred - y))), "n_rows": len(rows)}
+            "train_mae": float(np.mean(np.abs(pred - y))), "n_rows": len(rows),
+            "range": str(rows[0].get("range", "all"))}
 
 
 def predict(model: dict, rows) -> np.ndarray:
-    """Predicted gap for each row."""
+    """Predicted gap for each row; rows read over another distance range than the model's
+    training rows are refused."""
+    want, have = str(model.get("range", "all")), str(rows[0].get("range", "all")) if rows else "all"
+    if want != have:
+        raise UserError(f"the model was fitted on summaries read over distance range {want}, the input "
+                        f"is read over {have}; make the features with --range as the model's"
+                        + ("" if want == "all" else f" (--range {want.replace('-', ' ')})"))
     x = design(rows, model["features"], "the input")
     w = np.array([model["coefficients"][f] for f in model["features"]])
     return model["intercept"] + x @ w
 
 
-def _check_by(rows, by: str):
+def check_by(rows, by: str):
+    """Refuse a --by that is not a run parameter of the table, or that some rows lack."""
     allowed = ("run", "group", *RUN_PARAMS)
     if by not in allowed or (rows and by not in rows[0]):
         have = [c for c in allowed if rows and c in rows[0]]
@@ -404,7 +414,7 @@ def evaluate(rows, features: list, by: str = "run", allow_test_split: bool = Fal
     check_use(features)
     design(rows, features, "the features file")
     require_no_test(rows, allow_test_split, "the features file")
-    _check_by(rows, by)
+    check_by(rows, by)
     keys = sorted({r[by] for r in rows})
     if len(keys) < 2:
         raise UserError(f"leave-one-{by}-out needs at least two {by}s; the features have {len(keys)}")
@@ -460,12 +470,14 @@ def cmi_score(rows, measure: str = "gap_pred", conditions=None) -> float:
     in Deep Learning" competition, between a measure and the generalization gap.
 
     The models are the runs, each at its last epoch in `rows`. Over ordered pairs of distinct
-    runs (i, j), V_gap = [gap_i > gap_j] and V_measure = [measure_i > measure_j]. For one
-    hyperparameter h the pairs are grouped by (h_i, h_j); the score for h is the mean over
-    groups of I(V_gap; V_measure) divided by the mean over groups of H(V_gap) (bits), and the
-    result is the minimum over the study's hyperparameters (`conditions`, default: the run
-    parameters with two or more values, but the seed). 1: the measure orders every pair as the
-    gap does, or exactly reversed; 0: no information. NaN with fewer than two runs."""
+    runs (i, j), V_gap = [gap_i > gap_j] and V_measure = [measure_i > measure_j]. For a set S
+    of hyperparameters the pairs are grouped by the values of S in both runs; the score for S is
+    the mean over groups of I(V_gap; V_measure) divided by the mean over groups of H(V_gap)
+    (bits). As in the competition, S runs over the pairs of the study's hyperparameters
+    (`conditions`, default: the run parameters with two or more values, but the seed), or over
+    the single one when only one varies, and the result is the minimum. 1: the measure orders
+    every pair as the gap does, or exactly reversed; 0: no information. NaN with fewer than two
+    runs."""
     last = {}
     for r in rows:
         if r["run"] not in last or r["epoch"] > last[r["run"]]["epoch"]:
@@ -480,13 +492,15 @@ def cmi_score(rows, measure: str = "gap_pred", conditions=None) -> float:
     v = np.array([m[measure] for m in models], dtype=np.float64)
     i, j = np.nonzero(~np.eye(len(models), dtype=bool))
     vg, vm = g[i] > g[j], v[i] > v[j]
+    import itertools
+    codes = {h: np.unique(np.array([str(m[h]) for m in models]), return_inverse=True)[1] for h in conditions}
+    sets = list(itertools.combinations(conditions, 2)) if len(conditions) >= 2 else [tuple(conditions)]
     scores = []
-    for h in conditions or [None]:
-        if h is None:
-            keys = np.zeros(len(i), dtype=np.int64)
-        else:
-            _, code = np.unique(np.array([str(m[h]) for m in models]), return_inverse=True)
-            keys = code[i] * (code.max() + 1) + code[j]
+    for group in sets:
+        keys = np.zeros(len(i), dtype=np.int64)
+        for h in group:                      # the values of the group's hyperparameters in both runs
+            c = codes[h]
+            keys = (keys * (c.max() + 1) + c[i]) * (c.max() + 1) + c[j]
         parts = [_mi_bits(vg[keys == k], vm[keys == k]) for k in np.unique(keys)]
         h_mean = np.mean([p[1] for p in parts])
         scores.append(np.mean([p[0] for p in parts]) / h_mean if h_mean > 0 else math.nan)
@@ -518,7 +532,9 @@ def compare(rows, features, by: str = "run", allow_test_split: bool = False) -> 
             continue
         got, _ = evaluate(rows, feats, by, allow_test_split=True)
         table.append(dict(row, **scores([r["acc_test"] for r in got], [r["acc_test_pred"] for r in got]),
-                          cmi=cmi_score(got) if feats else 0.0))   # one constant for every run: no order
+                          # the mean gap's measure is one constant for every run (its fold's
+                          # intercept is an artefact of leaving the run out, not a measure)
+                          cmi=cmi_score(got if feats else [dict(r, gap_pred=0.0) for r in got])))
     return table
 
 

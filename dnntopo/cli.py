@@ -184,6 +184,7 @@ def cmd_early_stop(a):
     from dnntopo import analysis, report, storage
     from dnntopo import plots
     run = storage.open_run(a.run)
+    analysis.patience_stop([], a.patience)                    # validates --patience before any work
     out = plots.check_out(a.out or run.plots / f"early_stop_dim{a.dim}.png", a.overwrite)
     rows, stop = analysis.early_stop_table(run, a.dim, a.axis, a.epsilon, a.allow_mixed, a.smooth_epochs,
                                            a.range)
@@ -211,6 +212,9 @@ def cmd_gengap(a):
     if a.use:
         analysis.check_use(use)
     src = f"--features {features}"
+    if a.range is not None and not (a.action == "features" or (a.action == "predict" and a.run)):
+        raise UserError(f"--range goes with `gengap features` and `gengap predict --run`: {a.action} reads "
+                        f"a features table, which records the range it was read over")
     if a.action == "features":
         out = storage.check_output(a.out or features, (".csv",), analysis.is_features_csv, a.overwrite)
         rows = analysis.feature_rows(a.runs, a.allow_mixed, a.allow_test_split, a.range)

@@ -165,11 +165,14 @@ def status(run: storage.Run, spec: TopologySpec | None = None) -> list[dict]:
     epochs = sorted(set(cfg.get("save_epochs", [])) | set(run.saved_epochs()) | set(run.topology_epochs())
                     | {int(e) for e in jobs["topology"]})
     queued = _queue_states(list(jobs["topology"].values()) + jobs["train"])
+    reached = set(trained_epochs(run, epochs))
     rows = []
     for st in epoch_states(run, epochs, spec):
         job = jobs["topology"].get(str(st.epoch), "")
         if st.current:
             state = "done"
+        elif st.epoch not in reached:
+            state = f"after the stop (training stopped at epoch {cfg['stopped_at']})"
         elif job and queued.get(job):
             state = queued[job].lower()
         else:

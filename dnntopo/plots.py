@@ -174,7 +174,10 @@ def condition_grid(cells: dict, out, kind: str = "betti", dim: int = 1, row_name
                         color=cmap(k / max(1, len(epochs) - 1)), label=f"epoch {e}")
             ax.set_xlabel("edge density"), ax.set_ylabel(f"Betti-{dim} / node")
         else:
-            peak = [ep["betti"]["density"][int(np.argmax(ep["betti"][dim]))] for ep in eps]
+            from dnntopo.analysis import peak_positions, peaks_at_threshold
+            # as the early-stopping rule reads them: no peak (flat zero) or one at the threshold is NaN
+            peak = [np.nan if peaks_at_threshold(ep["betti"][dim])[0] else
+                    peak_positions(ep["betti"]["density"], ep["betti"][dim])[0] for ep in eps]
             ax.plot(epochs, peak, marker="o", ms=3, label=f"peak density (dim {dim})")
             ax.set_xlabel("epoch"), ax.set_ylabel("peak density")
             stats = {s["epoch"]: s for s in storage.read_stats(run)}

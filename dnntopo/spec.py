@@ -46,8 +46,9 @@ class TopologySpec:
                           type=str, choices=COLLAPSE, group="ph", result=False)
     threads: int = param(0, "PH threads (0: all cores)", type=int, group="ph", result=False)
     max_memory: float = param(0.0, "refuse, before the heavy work, an epoch whose PH the pre-flight "
-                                   "estimates above this many GB (0: the machine's available memory or "
-                                   "the SLURM allocation)", type=float, group="ph", result=False)
+                                   "estimates above this many GiB (0: the machine's available memory, "
+                                   "its cgroup limit, or the SLURM allocation)", type=float, group="ph",
+                              result=False)
     dipha: str = param("", "DIPHA binary for --backend dipha (default $DIPHA)", type=str, group="ph",
                        result=False)
     dipha_launch: str = param("auto", "start DIPHA by MPI spawn, a separate mpiexec, or spawn with "
@@ -103,7 +104,7 @@ class TopologySpec:
         if self.threads < 0:
             _bad("threads", self.threads, "must be 0 (all cores) or more")
         if not (math.isfinite(self.max_memory) and self.max_memory >= 0):
-            _bad("max_memory", self.max_memory, "must be a finite number of GB >= 0 (0: what the machine leaves)")
+            _bad("max_memory", self.max_memory, "must be a finite number of GiB >= 0 (0: what the machine leaves)")
         if not 0 <= self.min_persistence < self.max_distance:
             _bad("min_persistence", self.min_persistence,
                  f"must lie in [0, --max-distance {self.max_distance:g})")

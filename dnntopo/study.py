@@ -78,8 +78,16 @@ class Study:
         return out
 
     def epochs_of(self, tcfg: TrainConfig) -> tuple:
-        """The topology epochs of one run: the study's, within the run's own --epochs."""
+        """The topology epochs of one run: the study's, within the run's own --epochs (none
+        when every one lies beyond; the run's saved epochs when the study names none)."""
         return tuple(e for e in self.topology_epochs if e <= tcfg.epochs)
+
+    def plan(self, tcfg: TrainConfig, opts):
+        """The run's plan (jobs.plan_run) with its topology epochs."""
+        from dnntopo import jobs
+        epochs = self.epochs_of(tcfg)
+        p = jobs.plan_run(tcfg, self.spec, epochs, opts)
+        return replace(p, todo=[]) if self.topology_epochs and not epochs else p
 
 
 def _point(keys, values) -> str:
@@ -141,6 +149,8 @@ def load(path) -> Study:
     if not isinstance(raw, list):
         raise UserError(f"{path}: override must be written [[override]] (a list of tables)")
     for n, o in enumerate(raw, 1):
+        if not isinstance(o, dict):
+            raise UserError(f"{path}: [[override]] {n} must be a table (when = {{...}} and training keys)")
         o = dict(o)
         when = o.pop("when", None)
         if not isinstance(when, dict) or not when:
@@ -185,11 +195,18 @@ def _one_run(p, spec: TopologySpec, quiet: bool) -> str:
 
 def share(plans: list, spec: TopologySpec, parallel: int) -> tuple[list, TopologySpec]:
     """Plans and spec for `parallel` runs side by side: each run on its share of the cores
-    (torch and PH threads), unless the study set the thread counts itself."""
-    each = max(1, cores() // parallel)
+    (torch and PH threads) and of the memory (the PH pre-flight's limit), unless the study set
+    them itself."""
+    from hpc.comm import usable_memory
+    side = max(1, min(parallel, len(plans)))
+    each = max(1, cores() // side)
     plans = [replace(p, tcfg=p.tcfg if p.tcfg.torch_threads else replace(p.tcfg, torch_threads=each))
              for p in plans]
-    return plans, spec if spec.threads else replace(spec, threads=each)
+    if not spec.threads:
+        spec = replace(spec, threads=each)
+    if not spec.max_memory and usable_memory():
+        spec = replace(spec, max_memory=usable_memory() / 2**30 / side)
+    return plans, spec
 
 
 def run_local(plans: list, spec: TopologySpec, parallel: int = 1, quiet: bool = True):
@@ -198,22 +215,33 @@ def run_local(plans: list, spec: TopologySpec, parallel: int = 1, quiet: bool = 
     end, one line each."""
     import concurrent.futures as cf
     import multiprocessing
+    import traceback
     todo = [p for p in plans if p.need_train or p.todo]
+    failed = []
+
+    def failure(p, exc):
+        if not isinstance(exc, UserError):   # a bug, not bad input: keep its traceback
+            traceback.print_exception(exc, file=sys.stderr)
+        failed.append(f"{p.run.root}: {exc}")
+
     if parallel <= 1 or len(todo) <= 1:
         for p in todo:
-            _one_run(p, spec, quiet)
-        return
-    todo, spec = share(todo, spec, parallel)
-    failed = []
-    with cf.ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_one_run, p, spec, True): p for p in todo}
-        for f in cf.as_completed(futures):
             try:
-                done = f.result()
-                if not quiet:
-                    print(f"done: {done}", file=sys.stderr, flush=True)
+                _one_run(p, spec, quiet)
             except Exception as exc:   # noqa: BLE001 - reported below, the other runs go on
-                failed.append(f"{futures[f].run.root}: {exc}")
+                failure(p, exc)
+    else:
+        todo, spec = share(todo, spec, parallel)
+        with cf.ProcessPoolExecutor(min(parallel, len(todo)),
+                                    mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_one_run, p, spec, True): p for p in todo}
+            for f in cf.as_completed(futures):
+                try:
+                    done = f.result()
+                    if not quiet:
+                        print(f"done: {done}", file=sys.stderr, flush=True)
+                except Exception as exc:   # noqa: BLE001 - reported below, the other runs go on
+                    failure(futures[f], exc)
     if failed:
         raise UserError(f"{len(failed)} of {len(todo)} runs failed: " + "; ".join(failed))
 
@@ -224,7 +252,7 @@ def run(study: Study, scheduler=None, wait: bool = True, quiet: bool = True, par
     machine when `scheduler` is None, `parallel` runs side by side. Returns the run folders."""
     from dnntopo import jobs, pipeline
     opts = pipeline.TopologyOptions(quiet=quiet)
-    plans = [jobs.plan_run(t, study.spec, study.epochs_of(t), opts) for t in study.runs()]
+    plans = [study.plan(t, opts) for t in study.runs()]
     if scheduler is None:
         run_local(plans, study.spec, parallel, quiet)
     else:
@@ -241,7 +269,7 @@ def summary_lines(study: Study) -> list[str]:
     runs = study.runs()
     changed = sorted({k for _, o in study.overrides for k in o})
     lines = [f"trial {t.trial}: " + ", ".join(f"{k}={getattr(t, k)}" for k in keys + changed) for t in runs]
-    files = sum(len(study.epochs_of(t) or t.save_epochs) for t in runs)
+    files = sum(len(study.epochs_of(t) if study.topology_epochs else t.save_epochs) for t in runs)
     lines.append(f"{len(runs)} runs, up to {files} epoch files (fewer where a training stops by its "
                  f"rule), spec: {study.spec.describe()}")
     return lines
@@ -271,13 +299,16 @@ def report(study: Study, out=None, features=None, by: str | None = None, patienc
     feats = list(features or analysis.DEFAULT_FEATURES)
     lines = [f"study {study.name}: {len(runs)} runs, {len(rows)} (run, epoch) rows, spec "
              f"{study.spec.describe()}", ""]
+    if by:
+        analysis.check_by(rows, by)
     bys = [by] if by else ["run"] + [k for k in study.grid if len(study.grid[k]) >= 2 and k != "seed"]
     for k, by_ in enumerate(bys):
-        if len({r.get(by_) for r in rows}) < 2 or len(rows) <= len(feats) + 2:
-            lines.append(f"generalization gap: too few {by_}s or rows to cross-validate leave-one-{by_}-out; skipped")
+        try:
+            pred, mae = analysis.evaluate(rows, feats, by_, allow_test_split=test_split)
+            table = analysis.compare(rows, feats, by_, allow_test_split=test_split)
+        except UserError as exc:    # too few runs or rows in a fold: said in the report
+            lines.append(f"generalization gap, leave-one-{by_}-out: skipped ({exc})")
             continue
-        pred, mae = analysis.evaluate(rows, feats, by_, allow_test_split=test_split)
-        table = analysis.compare(rows, feats, by_, allow_test_split=test_split)
         lines += [f"generalization gap, leave-one-{by_}-out (no test data: split {study.spec.sample_split}; "
                   f"MAE, R2, Kendall's tau of the predicted test accuracy over {len(rows)} run-epochs; "
                   f"cmi over {len({r['run'] for r in rows})} runs)", reports.render(table, "table")]
@@ -304,8 +335,10 @@ def report(study: Study, out=None, features=None, by: str | None = None, patienc
                       f"the last epoch); validation: patience {patience} on the held-out --val-samples; "
                       f"never: the last trained epoch",
                   reports.render(es, "table")]
-        mean = {tag: np.nanmean([r[f"{tag}_lost"] for r in es]) for tag in ("topology", "validation", "never")}
-        lines.append("mean regret: " + ", ".join(f"{k} {v:.4f}" for k, v in mean.items()))
+        lost = {tag: np.array([r[f"{tag}_lost"] for r in es], dtype=float) for tag in ("topology", "validation", "never")}
+        lines.append("mean regret: " + ", ".join(
+            f"{k} {np.mean(v[np.isfinite(v)]):.4f}" if np.isfinite(v).any() else f"{k} n/a"
+            for k, v in lost.items()))
         made.append(out / "early_stop.csv")
         analysis.write_csv(es, made[-1])
     made += _condition_figures(study, tcfg, out)

@@ -93,7 +93,9 @@ def max_vertices(max_dim: int) -> int:
 #: collapse; the reduction in dims 0-k of the graph as it is (directk) or once collapsed (afterk);
 #: ("collapse", "kept") is the share of the edges the collapse keeps. Fitted on LeNet graphs of
 #: 20k-480k edges (scripts/calibration/lenet_measured.txt) and the AlexNet graph of issue 13
-#: (2.08M edges; scripts/calibration/extra_points.csv); an estimate, often off by 2x.
+#: (2.08M edges; scripts/calibration/extra_points.csv); an estimate, often off by 2x. The
+#: collapse was measured with every pass; `another_pass` may stop earlier, leaving more edges
+#: to the reduction than the model's "kept" share (and saving more than that costs).
 COST = {
     ("collapse", "seconds"): (-21.154, 1.356, 1.118),
     ("collapse", "bytes"): (3.516, 1.351, -0.466),
@@ -134,7 +136,7 @@ class Estimate:
     def text(self) -> str:
         mins = self.seconds / 60
         took = f"{self.seconds:.0f} s" if mins < 2 else f"{mins:.0f} min" if mins < 120 else f"{mins / 60:.1f} h"
-        return f"about {took}, {self.bytes / 2**30:.2g} GiB"
+        return f"about {took}, {self.bytes / 2**30:.3g} GiB"
 
 
 def estimate(m: int, n_edges: int, max_dim: int, collapse: bool) -> Estimate:
@@ -177,6 +179,8 @@ def use_collapse(collapse: str, max_dim: int, n_edges: int, m: int | None = None
         return max_dim >= 2
     if limit and off.bytes > limit >= on.bytes:
         return True
+    if limit and on.bytes > limit >= off.bytes:
+        return False
     return on.seconds < off.seconds
 
 
@@ -264,7 +268,7 @@ def _batches(labels: np.ndarray, sizes: np.ndarray, limit: int, max_dim: int):
 
 
 def memory_limit(max_memory_gb: float = 0.0) -> float:
-    """Bytes the PH step may use: `--max-memory` GB when given, else what the SLURM
+    """Bytes the PH step may use: `--max-memory` GiB when given, else what the SLURM
     allocation or the machine leaves (hpc.comm.usable_memory)."""
     from hpc.comm import usable_memory
     return max_memory_gb * 2**30 if max_memory_gb > 0 else float(usable_memory())
@@ -279,7 +283,7 @@ def preflight(m: int, n_edges: int, max_dim: int, collapse: bool, limit: float) 
             f"PH of this graph ({m} vertices, {n_edges} edges, mean degree {2 * n_edges / max(m, 1):.0f}, "
             f"dims 0-{max_dim}{', collapsed first' if collapse else ''}) needs {est.text()} by the "
             f"pre-flight estimate, over the {limit / 2**30:.3g} GiB allowed; lower --max-dim, "
-            f"--max-distance or --max-nodes (fewer, grouped units), or allow more with --max-memory GB "
+            f"--max-distance or --max-nodes (fewer, grouped units), or allow more with --max-memory GiB "
             f"(or a bigger allocation)")
     return est
 

@@ -53,21 +53,29 @@ def usable_cores() -> int:
 def usable_memory() -> int:
     """Bytes this process may use: the SLURM allocation (SLURM_MEM_PER_NODE, or
     SLURM_MEM_PER_CPU times the allocated CPUs, in MB) when inside a job, else the machine's
-    available memory (MemAvailable)."""
+    available memory (MemAvailable) or the cgroup's limit when lower."""
     env = os.environ
     if env.get("SLURM_MEM_PER_NODE", "").isdigit() and int(env["SLURM_MEM_PER_NODE"]) > 0:
         return int(env["SLURM_MEM_PER_NODE"]) * 2**20
     if env.get("SLURM_MEM_PER_CPU", "").isdigit():
         cpus = int(env.get("SLURM_CPUS_ON_NODE", "") or usable_cores())
         return int(env["SLURM_MEM_PER_CPU"]) * 2**20 * cpus
+    avail = 0
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    avail = int(line.split()[1]) * 1024
     except OSError:  # pragma: no cover - not Linux
         pass
-    return 0
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:   # a container's limit (cgroup v2, then v1) when it is below what the machine has
+            text = open(path).read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and 0 < int(text) < (avail or 1 << 62):
+            return int(text)
+    return avail
 
 
 def abort_with(comm, prog: str, msg: str, code: int):

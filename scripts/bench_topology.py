@@ -89,11 +89,10 @@ def same(a, b, tol=1e-6):
     return True
 
 
-def big_net(a, rows, n, i, j, d, dense, t, threads, ripser_parallel, model, ds, spec, comm, cpu):
+def big_net(a, rows, n, i, j, d, t, threads, ripser_parallel, model, ds, spec, comm, cpu):
     """The measurements that finish on a big net: the collapse alone, giotto-ph's dims
     0-1 (the reference of the target), dnntopo's dims 0-2 (collapse auto and on), the whole epoch."""
     reps = a.reps
-    del dense  # the direct call takes the sparse edges here
     mat = sp.coo_matrix((d, (i, j)), shape=(n, n))
     sec1, mem, _ = measure(lambda: ripser_parallel(mat, maxdim=1, metric="precomputed", n_threads=threads), reps)
     rows.append(("PH dims 0-1: gph.ripser_parallel direct", sec1, mem, ""))
@@ -169,19 +168,20 @@ def main():
     n = layout.n_nodes
     sec, mem, edges = measure(lambda: functional_graph(comm, x.copy(), t, 100).edges, a.reps)
     rows.append(("correlation + edges (dnntopo)", sec, mem, f"{len(edges)} edges"))
+    i, j, d = edges.i, edges.j, edges.distance
+    from gph import ripser_parallel
+    if a.big:   # no dense n x n matrices on a big net
+        del x
+        return big_net(a, rows, n, i, j, d, t, threads, ripser_parallel, model, ds, spec, comm, cpu)
     x64 = x.T.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         sec_np, mem_np, _ = measure(lambda: np.corrcoef(x64), a.reps)
     rows.append(("numpy corrcoef alone (float64 n x n)", sec_np, mem_np, ""))
-    i, j, d = edges.i, edges.j, edges.distance
     dense = np.ones((n, n), dtype=np.float32)
     dense[i, j] = d
     dense[j, i] = d
     np.fill_diagonal(dense, 0)
 
-    from gph import ripser_parallel
-    if a.big:
-        return big_net(a, rows, n, i, j, d, dense, t, threads, ripser_parallel, model, ds, spec, comm, cpu)
     results = {}
     for dim in (2, 3):
         def ours(dim=dim):

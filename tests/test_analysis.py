@@ -239,16 +239,18 @@ def test_baselines_equal_hand_computation():
                                                                      "train loss"))
 
 
-def cmi_by_hand(runs, conditions):
-    """The competition's score with loops and dictionaries: runs are (gap, measure, params)."""
+def cmi_by_hand(runs, condition_sets):
+    """The competition's score with loops and dictionaries: runs are (gap, measure, params),
+    each condition set a tuple of hyperparameters whose values in both runs key the groups."""
     from collections import Counter
     best = float("inf")
-    for h in conditions:
+    for hs in condition_sets:
         groups = {}
         for a, (ga, ma, pa) in enumerate(runs):
             for b, (gb, mb, pb) in enumerate(runs):
                 if a != b:
-                    groups.setdefault((pa[h], pb[h]), []).append((ga > gb, ma > mb))
+                    key = tuple((pa[h], pb[h]) for h in hs)
+                    groups.setdefault(key, []).append((ga > gb, ma > mb))
         mis, hs = [], []
         for pairs in groups.values():
             n, joint = len(pairs), Counter(pairs)
@@ -257,6 +259,22 @@ def cmi_by_hand(runs, conditions):
             hs.append(-sum(c / n * np.log2(c / n) for c in pg.values()))
         best = min(best, np.mean(mis) / np.mean(hs))
     return best
+
+
+def runs_of(rows):
+    return [(r["gap"], r["gap_pred"], r) for r in rows if r["epoch"] == 3]
+
+
+def test_patience_rule_by_hand():
+    rows = lambda acc: [{"epoch": e, "acc_val": a} for e, a in enumerate(acc)]  # noqa: E731
+    # no better value for 3 epochs after epoch 2: stops at 5, keeps 2
+    assert analysis.patience_stop(rows([.1, .5, .6, .55, .58, .59, .7]), 3) == (2, 5)
+    # patience 4 never runs out: the best epoch at the end
+    assert analysis.patience_stop(rows([.1, .5, .6, .55, .58, .59, .7]), 4) == (6, 6)
+    assert analysis.patience_stop(rows([.1, .5, .5, .5]), 2) == (1, 3)        # a tie is no gain
+    assert analysis.patience_stop([{"epoch": 0, "acc_test": 1.0}], 2) == (None, None)
+    with pytest.raises(UserError, match="--patience 0"):
+        analysis.patience_stop(rows([.1]), 0)
 
 
 def test_cmi_score_against_hand_computation():
@@ -268,7 +286,14 @@ def test_cmi_score_against_hand_computation():
             for i, p in enumerate(params) for e, m in ((1, -5.0), (3, gap[i] + rng.normal(0, 0.1)))]
     got = analysis.cmi_score(rows)            # each run at its last epoch (3); the seed is no condition
     runs = [(r["gap"], r["gap_pred"], r) for r in rows if r["epoch"] == 3]
-    assert np.isclose(got, cmi_by_hand(runs, ["subset", "permute_labels"])) and 0 < got < 1
+    assert np.isclose(got, cmi_by_hand(runs, [("subset", "permute_labels")])) and 0 < got < 1
+    # with a third hyperparameter, every pair of them conditions and the minimum is taken
+    lr_rows = [dict(r, lr=[0.1, 0.01][int(r["run"][1:]) % 2]) for r in rows]
+    sets = [("subset", "permute_labels"), ("subset", "lr"), ("permute_labels", "lr")]
+    assert np.isclose(analysis.cmi_score(lr_rows), cmi_by_hand(runs_of(lr_rows), sets))
+    # one hyperparameter alone conditions by itself
+    one = analysis.cmi_score(rows, conditions=["subset"])
+    assert np.isclose(one, cmi_by_hand(runs, [("subset",)]))
     exact = [dict(r, gap_pred=r["gap"]) for r in rows]
     assert np.isclose(analysis.cmi_score(exact), 1.0)                       # the same order
     assert np.isclose(analysis.cmi_score([dict(r, gap_pred=-r["gap"]) for r in rows]), 1.0)  # reversed
@@ -341,6 +366,18 @@ def test_commands_on_real_runs(module_run, tmp_path, cli):
         assert float(line["distance_at_max_1"]) == pytest.approx(peak_positions(grid[inside], curve[inside])[0])
     rc, _, err = cli("summary", "--run", trained_run, "--range", "0.4", "0.1")
     assert rc == 2 and "--range 0.4 0.1" in err
+    # a model fitted over a window refuses input read over the whole filtration, and the reverse
+    dnntopo("gengap", "features", "--runs", trained_run, "--range", "0.1", "0.4", "--out", tmp_path / "fw.csv",
+            check=True)
+    dnntopo("gengap", "fit", "--features", tmp_path / "fw.csv", "--use", "life_1", "--out", tmp_path / "mw.json",
+            check=True)
+    rc, _, err = cli("gengap", "predict", "--model", tmp_path / "mw.json", "--run", trained_run)
+    assert rc == 2 and "range 0.1-0.4" in err and "--range 0.1 0.4" in err
+    assert cli("gengap", "predict", "--model", tmp_path / "mw.json", "--run", trained_run, "--range", "0.1",
+               "0.4")[0] == 0
+    rc, _, err = cli("gengap", "fit", "--features", tmp_path / "fw.csv", "--range", "0.1", "0.4",
+                     "--out", tmp_path / "mx.json")
+    assert rc == 2 and "--range goes with" in err
     feats = tmp_path / "f.csv"
     dnntopo("gengap", "features", "--runs", trained_run, "--out", feats, check=True)
     with open(feats, newline="") as fh:

@@ -43,6 +43,7 @@ save_epochs = [0, 1, 2]
     ("[grid]\nseed = [0]\n[[override]]\nwhen = { seed = 1 }\nepochs = 2\n", "when seed=1 matches no grid value"),
     ("[grid]\nseed = [0]\n[[override]]\nwhen = { lr = 1 }\nepochs = 2\n", "when names lr, not a [grid] key"),
     ("[grid]\nseed = [0]\n[[override]]\nwhen = { seed = 0 }\nepoch = 2\n", "unknown training key epoch"),
+    ("override = [1]\n", "[[override]] 1 must be a table"),
 ])
 def test_bad_study_files(tmp_path, text, needle):
     f = tmp_path / "s.toml"
