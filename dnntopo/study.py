@@ -294,6 +294,8 @@ def report(study: Study, out=None, features=None, by: str | None = None, patienc
                         f"files, e.g. {missing[0]}); run `dnntopo study run {study.path}` first")
     test_split = study.spec.sample_split == "test"
     rows = analysis.feature_rows([r.root for r in runs], allow_test_split=test_split)
+    for r in rows:     # runs named inside the study's folder: the report reads the same anywhere
+        r["run"] = Path(r["run"]).resolve().relative_to(study.run_dir.resolve()).as_posix()
     made = [out / "features.csv"]
     analysis.write_csv(rows, made[-1])
     feats = list(features or analysis.DEFAULT_FEATURES)

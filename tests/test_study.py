@@ -81,6 +81,7 @@ def test_tiny_study_in_this_process(tmp_path, fmnist_root):
     folder = tmp_path / "runs" / "report_t"
     feats = (folder / "features.csv").read_text().splitlines()
     assert len(feats) == 1 + 5 and "sample_split" in feats[0] and all(",own," in line for line in feats[1:])
+    assert all(line.startswith("lenet_fashion_mnist/trial_") for line in feats[1:])   # no machine paths
     import csv
     with open(folder / "early_stop.csv") as fh:
         es = list(csv.DictReader(fh))
