@@ -181,13 +181,17 @@ def test_training_job_requeued_midway_resumes(slurm, tmp_path, fmnist_root):
         time.sleep(0.3)
     subprocess.run(["scontrol", "requeue", job], check=True)   # as preemption or node failure would
     before = storage.read_stats(run)
-    for _ in range(60):  # skip SLURM's delay before a requeued job may start again
+    # wait for the requeued job to train to the end (not for the queue to look empty: between the
+    # requeue and the job's return to PENDING, squeue may briefly not list it); while it waits out
+    # SLURM's delay before a requeued job may start again, move its start to now
+    t = time.monotonic()
+    while max((r["epoch"] for r in storage.read_stats(run)), default=-1) < 4:
         state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
+        assert time.monotonic() - t < 300, f"the requeued training did not finish (queue state {state.strip()!r})"
         if "PENDING" in state:
             subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
-            break
-        time.sleep(0.5)
-    wait_jobs([job], limit=300)
+        time.sleep(1)
+    wait_jobs([job], limit=120)
     rows = storage.read_stats(run)
     assert [r["epoch"] for r in rows] == [0, 1, 2, 3, 4]
     assert rows[:len(before)] == before                        # resumed, not restarted
