@@ -130,6 +130,7 @@ def cmd_submit(a):
 
 def cmd_study(a):
     from dnntopo import study as studies
+    from hpc.comm import usable_cores
     st = studies.load(a.file)
     if a.action == "show":
         print("\n".join(studies.summary_lines(st)))
@@ -139,7 +140,7 @@ def cmd_study(a):
             raise UserError(f"--parallel {a.parallel}: " + ("must be 1 or more" if a.parallel < 1 else
                             "runs side by side on this machine; it goes with --cluster none"))
         runs = studies.run(st, sched, wait=not a.no_wait, quiet=a.quiet,
-                           parallel=a.parallel if a.parallel is not None else studies.cores())
+                           parallel=a.parallel if a.parallel is not None else usable_cores())
         print(f"{len(runs)} runs in {st.run_dir}" + ("" if sched is None or not a.no_wait else " (submitted)"))
     else:
         for path in studies.report(st, a.out, by=a.by, patience=a.patience):

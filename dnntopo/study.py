@@ -175,12 +175,6 @@ def load(path) -> Study:
     return study
 
 
-def cores() -> int:
-    """The cores this process may use (its CPU affinity: a SLURM allocation or taskset)."""
-    import os
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _one_run(p, spec: TopologySpec, quiet: bool) -> str:
     """Train one planned run (if needed) and compute its epoch files, in this process."""
     from dnntopo import jobs, pipeline
@@ -197,9 +191,9 @@ def share(plans: list, spec: TopologySpec, parallel: int) -> tuple[list, Topolog
     """Plans and spec for `parallel` runs side by side: each run on its share of the cores
     (torch and PH threads) and of the memory (the PH pre-flight's limit), unless the study set
     them itself."""
-    from hpc.comm import usable_memory
+    from hpc.comm import usable_cores, usable_memory
     side = max(1, min(parallel, len(plans)))
-    each = max(1, cores() // side)
+    each = max(1, usable_cores() // side)
     plans = [replace(p, tcfg=p.tcfg if p.tcfg.torch_threads else replace(p.tcfg, torch_threads=each))
              for p in plans]
     if not spec.threads:

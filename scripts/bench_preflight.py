@@ -28,31 +28,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_topology import peak_mb, reset_peak, rss_mb  # noqa: E402  (this folder is on sys.path)
 from dnntopo import storage, topology  # noqa: E402
-
-
-def _peak_kb() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _rss_kb() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def _child(q, n, i, j, d, stage):
     """One measurement in a fresh process: (seconds, peak bytes, edges after)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
-    base = _rss_kb()
+    reset_peak()
+    base = rss_mb()
     t = time.perf_counter()
     if stage == "collapse":
         out = topology.edge_collapse(n, i, j, d)[0].size
@@ -60,16 +43,12 @@ def _child(q, n, i, j, d, stage):
         dim = int(stage[-1])
         if stage.startswith("after"):     # the reduction of the collapsed graph: its own cost
             i, j, d = topology.edge_collapse(n, i, j, d)
-            try:                          # its own peak too: restart the counter after the collapse
-                with open("/proc/self/clear_refs", "w") as fh:
-                    fh.write("5")
-            except OSError:
-                pass
+            reset_peak()                  # its own peak too: restart the counter after the collapse
             t = time.perf_counter()
-            base = _rss_kb()
+            base = rss_mb()
         topology.persistence(n, i, j, d, dim, collapse="off")
         out = i.size                      # the edges the reduction saw
-    q.put((time.perf_counter() - t, (_peak_kb() - base) * 1024.0, out))
+    q.put((time.perf_counter() - t, (peak_mb() - base) * 2.0**20, out))
 
 
 def measure(n, i, j, d, stage):

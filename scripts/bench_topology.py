@@ -89,6 +89,23 @@ def same(a, b, tol=1e-6):
     return True
 
 
+def whole_epoch(comm, model, ds, spec, cpu):
+    """One epoch as the pipeline computes it: extraction, graph, PH, curves and summaries."""
+    xx, lay = activations.extract(comm, model, ds, list(spec.layers), max_nodes=spec.max_nodes, device=cpu)
+    e = functional_graph(comm, xx, spec.max_distance, 100).edges
+    dg = topology.persistence(lay.n_nodes, e.i, e.j, e.distance, spec.max_dim, collapse=spec.collapse)
+    return summaries.curves_and_summaries(dg, e.distance, lay.n_nodes, spec)
+
+
+def print_table(rows, title: str):
+    """The measurements as a table under a one-line title."""
+    print(f"\n{title}\n")
+    w = max(len(r[0]) for r in rows)
+    print(f"{'step':<{w}}  {'seconds':>8}  {'peak MB':>8}  note")
+    for name, sec, mem, note in rows:
+        print(f"{name:<{w}}  {sec:8.2f}  {mem:8.0f}  {note}")
+
+
 def big_net(a, rows, n, i, j, d, t, threads, ripser_parallel, model, ds, spec, comm, cpu):
     """The measurements that finish on a big net: the collapse alone, giotto-ph's dims
     0-1 (the reference of the target), dnntopo's dims 0-2 (collapse auto and on), the whole epoch."""
@@ -108,22 +125,13 @@ def big_net(a, rows, n, i, j, d, t, threads, ripser_parallel, model, ds, spec, c
         sec2, mem, _ = measure(lambda: topology.persistence(n, i, j, d, 2, collapse="on"), reps)
         rows.append(("PH dims 0-2: dnntopo (collapse on)", sec2, mem, ""))
 
-    def whole_epoch():
-        xx, lay = activations.extract(comm, model, ds, list(spec.layers), max_nodes=spec.max_nodes, device=cpu)
-        e = functional_graph(comm, xx, spec.max_distance, 100).edges
-        dg = topology.persistence(lay.n_nodes, e.i, e.j, e.distance, spec.max_dim, collapse=spec.collapse)
-        return summaries.curves_and_summaries(dg, e.distance, lay.n_nodes, spec)
     if a.quick:   # the whole epoch: extraction and graph (measured above) plus the PH step
         sec3 = rows[0][1] + rows[1][1] + next(r[1] for r in rows if r[0].startswith("PH dims 0-2: dnntopo (collapse auto)"))
     else:
-        sec3, mem, _ = measure(whole_epoch, reps)
+        sec3, mem, _ = measure(lambda: whole_epoch(comm, model, ds, spec, cpu), reps)
         rows.append(("whole epoch (extract + graph + PH 0-2 + summaries)", sec3, mem, ""))
-    print(f"\n{n} nodes, {i.size} edges, {a.samples} samples, distance <= {t}, {threads} threads; medians of "
-          f"{reps}\n")
-    w = max(len(r[0]) for r in rows)
-    print(f"{'step':<{w}}  {'seconds':>8}  {'peak MB':>8}  note")
-    for name, sec, mem, note in rows:
-        print(f"{name:<{w}}  {sec:8.2f}  {mem:8.0f}  {note}")
+    print_table(rows, f"{n} nodes, {i.size} edges, {a.samples} samples, distance <= {t}, {threads} threads; "
+                      f"medians of {reps}")
     print(f"\nwhole epoch in dims 0-2 / giotto-ph alone in dims 0-1: {sec3 / sec1:.1f}x (target: at most 3x)")
 
 
@@ -209,20 +217,10 @@ def main():
     except ImportError:
         pass
 
-    def whole_epoch():
-        xx, lay = activations.extract(comm, model, ds, list(spec.layers), max_nodes=spec.max_nodes, device=cpu)
-        e = functional_graph(comm, xx, spec.max_distance, 100).edges
-        dg = topology.persistence(lay.n_nodes, e.i, e.j, e.distance, spec.max_dim, collapse=spec.collapse)
-        return summaries.curves_and_summaries(dg, e.distance, lay.n_nodes, spec)
-    sec, mem, _ = measure(whole_epoch, a.reps)
+    sec, mem, _ = measure(lambda: whole_epoch(comm, model, ds, spec, cpu), a.reps)
     rows.append(("whole epoch (extract + graph + PH 0-2 + summaries)", sec, mem, ""))
-
-    print(f"\nLeNet / Fashion-MNIST, epoch {a.epoch}: {n} nodes, {a.samples} samples, distance <= {t}, "
-          f"{threads} threads; medians of {a.reps} (dims 0-3: 1 run)\n")
-    w = max(len(r[0]) for r in rows)
-    print(f"{'step':<{w}}  {'seconds':>8}  {'peak MB':>8}  note")
-    for name, sec, mem, note in rows:
-        print(f"{name:<{w}}  {sec:8.2f}  {mem:8.0f}  {note}")
+    print_table(rows, f"LeNet / Fashion-MNIST, epoch {a.epoch}: {n} nodes, {a.samples} samples, distance <= {t}, "
+                      f"{threads} threads; medians of {a.reps} (dims 0-3: 1 run)")
     get = {r[0]: r[1] for r in rows}
     print(f"\nspeed-up of dnntopo PH over the direct giotto-ph call: dims 0-2 "
           f"{get['PH dims 0-2: gph.ripser_parallel direct'] / get['PH dims 0-2: dnntopo (collapse auto)']:.1f}x",
