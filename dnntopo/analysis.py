@@ -450,14 +450,15 @@ def scores(acc_test, acc_test_pred) -> dict:
     return {"mae": float(np.mean(np.abs(p - y))), "r2": r2, "kendall_tau": float(tau)}
 
 
-def _mi_bits(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Mutual information of two boolean arrays and the entropy of the first, in bits."""
-    joint = np.array([[np.sum(a & b), np.sum(a & ~b)], [np.sum(~a & b), np.sum(~a & ~b)]], dtype=np.float64)
-    p = joint / joint.sum()
-    pa, pb = p.sum(axis=1), p.sum(axis=0)
-    nz = p > 0
-    mi = float(np.sum(p[nz] * np.log2(p[nz] / np.outer(pa, pb)[nz])))
-    h = float(-np.sum(pa[pa > 0] * np.log2(pa[pa > 0])))
+def _mi_bits(tables: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per 2 x 2 contingency table (K, 2, 2) of (V_gap, V_measure) counts: the mutual
+    information and the entropy of V_gap, in bits."""
+    p = tables / tables.sum(axis=(1, 2), keepdims=True)
+    pa, pb = p.sum(axis=2), p.sum(axis=1)
+    outer = pa[:, :, None] * pb[:, None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mi = np.where(p > 0, p * np.log2(p / outer), 0.0).sum(axis=(1, 2))
+        h = -np.where(pa > 0, pa * np.log2(pa), 0.0).sum(axis=1)
     return mi, h
 
 
@@ -501,9 +502,11 @@ def cmi_score(rows, measure: str = "gap_pred", conditions=None) -> float:
         for h in group:                      # the values of the group's hyperparameters in both runs
             c = codes[h]
             keys = (keys * (c.max() + 1) + c[i]) * (c.max() + 1) + c[j]
-        parts = [_mi_bits(vg[keys == k], vm[keys == k]) for k in np.unique(keys)]
-        h_mean = np.mean([p[1] for p in parts])
-        scores.append(np.mean([p[0] for p in parts]) / h_mean if h_mean > 0 else math.nan)
+        _, group_of = np.unique(keys, return_inverse=True)      # one 2 x 2 table per group of pairs
+        cell = (group_of * 2 + vg) * 2 + vm
+        tables = np.bincount(cell, minlength=4 * (group_of.max() + 1)).reshape(-1, 2, 2).astype(np.float64)
+        mi, h = _mi_bits(tables)
+        scores.append(mi.mean() / h.mean() if h.mean() > 0 else math.nan)
     return float(np.nanmin(scores)) if not all(map(math.isnan, scores)) else math.nan
 
 
