@@ -22,6 +22,7 @@ setup(
         "h5py>=3.7",
         "giotto-ph>=0.2.2",
         "gudhi>=3.8",
+        "numba>=0.58",
         "matplotlib>=3.6",
         "tqdm>=4.60",
         "threadpoolctl>=3",

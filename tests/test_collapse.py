@@ -1,10 +1,13 @@
-"""The exact edge collapse (every pass) against ripser.py's diagrams and a hand-built graph."""
+"""The exact edge collapse: one pass against GUDHI's (edges and times), every pass against
+ripser.py's diagrams (random clouds, a real epoch, a hand-built graph), both collapsers."""
+import gudhi
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from ripser import ripser
 
-from dnntopo import topology
+from conftest import dnntopo
+from dnntopo import collapse, storage, topology
 
 
 def cloud_edges(seed, n, dim, t, ties=False):
@@ -41,6 +44,58 @@ def test_collapse_keeps_the_diagrams(seed, ties):
     full, small = diagrams(n, i, j, d, 2), diagrams(n, ci, cj, cd, 2)
     assert all(same(a, b) for a, b in zip(full, small))
     assert sum(len(x) for x in full[1:]) > 0                # the graphs have cycles and cavities
+
+
+def gudhi_pass(n, i, j, d):
+    st = gudhi.SimplexTree()
+    st.insert_batch(np.arange(n, dtype=np.int32)[None, :], np.zeros(n))
+    st.insert_batch(np.vstack([i, j]).astype(np.int32), np.asarray(d, dtype=np.float64))
+    st.collapse_edges(nb_iterations=1)
+    return {(min(s), max(s)): f for s, f in st.get_skeleton(1) if len(s) == 2}
+
+
+@pytest.mark.parametrize("seed,n,t", [(4, 80, 0.5), (5, 150, 0.8), (6, 200, 1.0)])
+def test_one_pass_gives_gudhis_edges_and_times(seed, n, t):
+    """Distinct distances (no ties, where the order of equal edges could differ): the same
+    edges as GUDHI's pass with the same, sometimes delayed, times."""
+    i, j, d = cloud_edges(seed, n, 4, t)
+    d = ((np.argsort(np.argsort(d, kind="stable")) + 1) / d.size).astype(np.float32)   # ranks: distinct
+    assert np.unique(d).size == d.size
+    ci, cj, cd = collapse.collapse_pass(n, i, j, d)
+    ours = {(a, b): f for a, b, f in zip(ci.tolist(), cj.tolist(), cd.tolist())}
+    theirs = gudhi_pass(n, i, j, d)
+    assert ours.keys() == theirs.keys() and ci.size < i.size
+    assert all(ours[e] == np.float32(theirs[e]) for e in ours)
+    assert sum(ours[e] > d0 for e, d0 in zip(zip(i.tolist(), j.tolist()), d.tolist()) if e in ours) > 0
+
+
+@pytest.fixture(scope="module")
+def real_edges(module_run):
+    """The functional graph of a real LeNet epoch (400 samples, distance <= 0.45)."""
+    dnntopo("-q", "topology", "--run", module_run, "--epochs", "2", "--samples", "400", "--max-dim", "0",
+            "--max-distance", "0.45", check=True)
+    ep = storage.read_epoch(storage.Run(module_run).epoch_file(2), edges=True)
+    return (int(ep["attrs"]["n_nodes"]), *(np.asarray(x) for x in ep["edges"]))
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_real_epoch_keeps_the_diagrams(real_edges, dense, monkeypatch):
+    """Both collapsers (the bit matrices for dense graphs, GUDHI's for sparse ones) on a real
+    epoch: ripser.py's diagrams of the collapsed graph equal those of the whole graph."""
+    n, i, j, d = real_edges
+    monkeypatch.setattr(topology, "collapse_fits", lambda m, e: dense)
+    ci, cj, cd = topology.edge_collapse(n, i, j, d)
+    assert 0 < ci.size < i.size / 3
+    full, small = diagrams(n, i, j, d, 2), diagrams(n, ci, cj, cd, 2)
+    assert all(same(a, b) for a, b in zip(full, small))
+    assert len(full[1]) > 0
+
+
+def test_dense_graphs_go_to_the_bit_matrices():
+    """The bit-matrix collapse holds 4.25 m^2 bytes: taken for dense graphs, not for sparse."""
+    assert collapse.pass_bytes(1000) == 4 * 10**6 + 2 * 1000 * 16 * 8
+    assert collapse.fits(4682, 2_900_000)           # AlexNet at 0.6: 93 MB for 2.9M edges
+    assert not collapse.fits(100_000, 500_000)      # 40 GB for half a million edges
 
 
 def test_hand_built_square_with_diagonals():
