@@ -22,7 +22,7 @@ from scipy.sparse.csgraph import connected_components
 
 from dnntopo.collapse import collapse_pass, fits as collapse_fits
 from dnntopo.errors import UserError
-from hpc.comm import usable_cores
+from hpc.comm import borrowed_cores, node_cores, usable_cores
 
 #: Largest simplex index of giotto-ph and ripser.py (64-bit index less the coefficient bits).
 MAX_SIMPLEX_INDEX = 2 ** 55 - 1
@@ -49,7 +49,8 @@ class Backend:
 
 class InProcess(Backend):
     """giotto-ph or ripser.py on rank 0, after the exact edge collapse; other ranks go on to
-    wait (in the pipeline's sleeping barrier)."""
+    wait (in the pipeline's sleeping barrier), and rank 0 borrows the cores their binding gave
+    them on its node for the reduction's threads."""
 
     def __init__(self, name: str):
         self.name = name
@@ -60,12 +61,14 @@ class InProcess(Backend):
                 raise UserError("--backend ripser needs ripser.py: pip install ripser") from None
 
     def diagrams(self, comm, graph, spec, scratch, info: dict, progress=None):
+        cores = node_cores(comm)
         if comm.Get_rank() != 0:
             return None
         e = graph.edges
-        return persistence(graph.n, e.i, e.j, e.distance, spec.max_dim, engine=self.name,
-                           collapse=spec.collapse, threads=spec.threads, info=info, progress=progress,
-                           max_bytes=memory_limit(spec.max_memory))
+        with borrowed_cores(cores):
+            return persistence(graph.n, e.i, e.j, e.distance, spec.max_dim, engine=self.name,
+                               collapse=spec.collapse, threads=spec.threads, info=info, progress=progress,
+                               max_bytes=memory_limit(spec.max_memory))
 
 
 def backend(spec) -> Backend:
@@ -329,7 +332,7 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
     used[i], used[j] = True, True
     n_isolated = int(n - used.sum())
     dgms[0].append(np.tile([0.0, np.inf], (n_isolated, 1)))
-    info.update(n_edges=int(i.size), n_isolated=n_isolated)
+    info.update(n_edges=int(i.size), n_isolated=n_isolated, threads=threads)
     if i.size:
         # compact the vertices that have edges
         relabel = np.cumsum(used) - 1

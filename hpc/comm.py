@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 
 
 # Environment variables that launchers set in every rank they start.
@@ -48,6 +49,37 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def node_cores(comm) -> set[int]:
+    """The cores of every rank on this rank's node (collective): what one rank may take while
+    the others sleep in a quiet barrier (mpiexec and srun bind each rank to its own cores)."""
+    import socket
+    try:
+        mine = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return set()
+    host = socket.gethostname()
+    return {c for h, cores in comm.allgather((host, mine)) if h == host for c in cores}
+
+
+@contextmanager
+def borrowed_cores(cores: set[int]):
+    """Run the block with this process's CPU affinity widened to `cores` (threads started in
+    it, such as a PH engine's, inherit it), then restore it."""
+    try:
+        old = os.sched_getaffinity(0)
+    except AttributeError:  # pragma: no cover - not Linux
+        yield
+        return
+    wide = set(cores) | old
+    if wide != old:
+        os.sched_setaffinity(0, wide)
+    try:
+        yield
+    finally:
+        if wide != old:
+            os.sched_setaffinity(0, old)
 
 
 def usable_memory() -> int:
@@ -114,6 +146,9 @@ class SerialComm:
         return obj
 
     def gather(self, obj, root=0):
+        return [obj]
+
+    def allgather(self, obj):
         return [obj]
 
     def Abort(self, errorcode=1):

@@ -128,7 +128,45 @@ def test_usable_cores_follows_a_narrowed_affinity():
     assert p.stdout.split() == ["1"]
 
 
+def test_borrowed_cores_widens_then_restores():
+    """One process narrowed to one core borrows all: inside, every core; after, one again."""
+    allc = sorted(os.sched_getaffinity(0))
+    p = subprocess.run([sys.executable, "-c",
+                        f"import os\nos.sched_setaffinity(0, {{{allc[0]}}})\n"
+                        "from hpc.comm import borrowed_cores, node_cores, SerialComm, usable_cores\n"
+                        f"assert node_cores(SerialComm()) == {{{allc[0]}}}\n"
+                        f"with borrowed_cores(set({allc})):\n    print(usable_cores())\n"
+                        "print(usable_cores())"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == [str(len(allc)), "1"]
+
+
 # ---------------------------------------------------------------- real mpiexec
+
+@pytest.mark.mpi
+def test_node_cores_are_every_ranks_binding(tmp_path):
+    """mpiexec binds each of 2 ranks to its own core; node_cores gives both to each rank."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.fail("this test needs 2 cores")
+    check(run_mpi(2, """
+        import json, os
+        from hpc.comm import get_comm, node_cores, borrowed_cores
+        comm = get_comm()
+        own = sorted(os.sched_getaffinity(0))
+        allc = sorted(node_cores(comm))
+        with borrowed_cores(set(allc)):
+            inside = sorted(os.sched_getaffinity(0))
+        with open(f"rank_{comm.Get_rank()}.json", "w") as fh:
+            json.dump({"own": own, "all": allc, "inside": inside,
+                       "after": sorted(os.sched_getaffinity(0))}, fh)
+        """, cwd=tmp_path, env={"OMPI_MCA_hwloc_base_binding_policy": "core"}))
+    rows = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank_*.json"))]
+    assert len(rows) == 2 and all(len(r["own"]) == 1 for r in rows)
+    assert rows[0]["own"] != rows[1]["own"]
+    assert all(r["all"] == sorted(rows[0]["own"] + rows[1]["own"]) == r["inside"] for r in rows)
+    assert all(r["after"] == r["own"] for r in rows)
+
 
 @pytest.mark.mpi
 def test_get_comm_is_comm_world_under_mpiexec(tmp_path):

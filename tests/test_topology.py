@@ -154,3 +154,42 @@ def test_preflight_estimate_by_hand_and_refusal(monkeypatch):
     got = persistence(120, i, j, v, 1, collapse="on", info=info)  # no limit: computed, estimate kept
     assert info["estimate_bytes"] > 0 and same_diagram(got[1], ripser(
         sp.coo_matrix((v, (i, j)), shape=(120, 120)), maxdim=1, distance_matrix=True)["dgms"][1])
+
+
+@pytest.mark.mpi
+def test_rank0_reduces_with_the_cores_of_the_waiting_ranks(tmp_path):
+    """Under mpiexec -n 2 each rank is bound to one core; rank 0's reduction runs with 2
+    threads (it borrows rank 1's core while rank 1 waits) and gives ripser.py's diagrams."""
+    import json
+    import os
+
+    from mpirun import check, run_mpi
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.fail("this test needs 2 cores")
+    check(run_mpi(2, """
+        import json, os
+        import numpy as np
+        from dnntopo import graph, topology
+        from dnntopo.spec import TopologySpec
+        from hpc.comm import get_comm
+        comm = get_comm()
+        rng = np.random.default_rng(comm.Get_rank())
+        x = rng.standard_normal((100, 40)).astype(np.float32)
+        x[:, 20:] += x[:, :20]
+        g = graph.functional_graph(comm, x, 0.9, 50)
+        info = {}
+        spec = TopologySpec(max_dim=1, max_distance=0.9)
+        dg = topology.backend(spec).diagrams(comm, g, spec, str(tmp), info)
+        if comm.Get_rank() == 0:
+            e = g.edges
+            with open("rank0.json", "w") as fh:
+                json.dump({"threads": info["threads"], "own": len(os.sched_getaffinity(0)),
+                           "n": g.n, "i": e.i.tolist(), "j": e.j.tolist(), "d": e.distance.tolist(),
+                           "h1": dg[1].tolist()}, fh)
+        """.replace("str(tmp)", repr(str(tmp_path / "scratch"))), cwd=tmp_path,
+        env={"OMPI_MCA_hwloc_base_binding_policy": "core"}))
+    got = json.loads((tmp_path / "rank0.json").read_text())
+    assert got["own"] == 1 and got["threads"] == 2
+    i, j, d = np.array(got["i"]), np.array(got["j"]), np.array(got["d"], dtype=np.float32)
+    ref = ripser(sp.coo_matrix((d, (i, j)), shape=(got["n"],) * 2), maxdim=1, distance_matrix=True)["dgms"]
+    assert same_diagram(np.array(got["h1"]).reshape(-1, 2), ref[1]) and len(ref[1]) > 0
