@@ -132,7 +132,8 @@ def run_topology(comm, run: storage.Run, spec: TopologySpec,
             collapsed = f" ({info['collapsed_edges']} after collapse)" if "collapsed_edges" in info else ""
             _say(opts.quiet, f"epoch {epoch}: {info['n_nodes']} nodes, {info['n_edges']} edges"
                  f"{collapsed}, diagrams {info['pairs']} | extract {info['t_extract']:.1f}s "
-                 f"graph {info['t_graph']:.1f}s PH {info['t_ph']:.1f}s -> {path}")
+                 f"graph {info['t_graph']:.1f}s PH {info['t_ph']:.1f}s"
+                 f"{' on %d threads' % info['threads'] if 'threads' in info else ''} -> {path}")
             if "dipha_launch" in info:
                 _say(opts.quiet, f"DIPHA ran through {info['dipha_launch']} ({info['dipha_procs']} "
                                  f"processes, {info['seconds_dipha']:.1f} s)")

@@ -95,29 +95,29 @@ def max_vertices(max_dim: int) -> int:
 #: The pre-flight's cost model, fitted by scripts/bench_preflight.py (2 cores; README,
 #: Performance): (stage, seconds|bytes) -> (a, b, c) of y = exp(a) edges^b degree^c, where a
 #: stage's edges and degree (2 edges / vertices) are those of its input graph. Stages: the
-#: collapse; the reduction in dims 0-k of the graph as it is (directk) or once collapsed (afterk);
-#: ("collapse", "kept") is the share of the edges the collapse keeps. Fitted on 8 LeNet graphs
-#: of 20k-480k edges (scripts/calibration/lenet_measured.txt), the AlexNet graph of issue 13
-#: (2.08M edges) and the memory on AlexNet's 2.94M-edge graph (scripts/calibration/
-#: extra_points.csv); an estimate, often off by 2x. The
-#: collapse was measured with every pass; `another_pass` may stop earlier, leaving more edges
-#: to the reduction than the model's "kept" share (and saving more than that costs).
+#: collapse (every pass); the reduction in dims 0-k of the graph as it is (directk) or once
+#: collapsed (afterk); ("collapse", "kept") is the share of the edges the collapse keeps.
+#: Fitted on 8 LeNet graphs of 13k-480k edges (scripts/calibration/lenet_measured.txt) and
+#: AlexNet graphs of 2.0M-2.9M edges (scripts/calibration/extra_points.csv); an estimate,
+#: within 2.6x of the measured seconds and 2.3x of the measured memory. `another_pass` may
+#: stop the collapse earlier, leaving more edges to the reduction than the model's "kept"
+#: share (and saving more than that costs).
 COST = {
-    ("collapse", "seconds"): (-20.799, 1.270, 1.253),
-    ("collapse", "bytes"): (3.975, 1.215, -0.251),
-    ("direct1", "seconds"): (-19.325, 1.613, -0.184),
-    ("direct1", "bytes"): (5.485, 0.944, 0.173),
-    ("direct2", "seconds"): (-22.096, 2.015, -0.154),
-    ("direct2", "bytes"): (-0.586, 1.738, -0.401),
-    ("direct3", "seconds"): (-19.618, 1.779, 0.475),
-    ("direct3", "bytes"): (3.766, 1.291, 0.040),
-    ("after1", "seconds"): (-13.803, 1.114, -0.235),
-    ("after1", "bytes"): (12.612, 0.119, 0.482),
-    ("after2", "seconds"): (-19.503, 1.854, -0.272),
-    ("after2", "bytes"): (8.057, 0.739, 0.164),
-    ("after3", "seconds"): (-16.246, 1.101, 1.433),
-    ("after3", "bytes"): (10.425, 0.172, 1.322),
-    ("collapse", "kept"): (0.913, -0.852, 1.411),
+    ('collapse', 'seconds'): (-19.513, 1.515, 0.088),
+    ('collapse', 'bytes'): (4.304, 1.666, -1.370),
+    ('direct1', 'seconds'): (-18.306, 1.391, 0.152),
+    ('direct1', 'bytes'): (5.583, 1.079, -0.138),
+    ('direct2', 'seconds'): (-21.213, 1.972, -0.209),
+    ('direct2', 'bytes'): (0.208, 1.731, -0.508),
+    ('direct3', 'seconds'): (-18.656, 1.614, 0.664),
+    ('direct3', 'bytes'): (6.574, 0.819, 0.568),
+    ('after1', 'seconds'): (-12.540, 1.033, -0.422),
+    ('after1', 'bytes'): (11.800, 0.389, 0.035),
+    ('after2', 'seconds'): (-15.887, 1.195, 0.703),
+    ('after2', 'bytes'): (10.868, 0.386, 0.448),
+    ('after3', 'seconds'): (-15.328, 0.990, 1.474),
+    ('after3', 'bytes'): (9.461, 0.543, 0.542),
+    ('collapse', 'kept'): (-0.627, -0.054, -0.179),
 }
 
 

@@ -8,7 +8,10 @@ collapse_edges) and by ripser.py; the peak memory of each (growth of the process
 a check that all diagrams are equal; the whole epoch; and a sweep of --collapse on/off over
 thresholds and dimensions (the data behind `--collapse auto`).
 
-    python scripts/bench_topology.py [--run RUN --epoch E] [--reps 3] [--quick]
+    python scripts/bench_topology.py [--run RUN --epoch E] [--reps 3] [--quick] [--ranks 1 2]
+
+`--ranks K ...` also times `mpiexec -n K --bind-to core dnntopo topology` on a copy of the run
+(the PH step as the log line reports it: rank 0 borrows the cores of the ranks waiting).
 """
 from __future__ import annotations
 
@@ -106,6 +109,38 @@ def print_table(rows, title: str):
         print(f"{name:<{w}}  {sec:8.2f}  {mem:8.0f}  {note}")
 
 
+def by_ranks(a, run, epoch, dim, t):
+    """`mpiexec -n K --bind-to core dnntopo topology` on a copy of the run for each K of
+    `a.ranks`: wall seconds and the PH seconds and threads of its log line."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    exe = shutil.which("mpiexec")
+    if exe is None:
+        print("\n--ranks: no mpiexec here, skipped")
+        return
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    dnn = str(Path(sys.executable).parent / "dnntopo")
+    print(f"\nK ranks (mpiexec -n K --bind-to core), dims 0-{dim}, distance <= {t}: the whole `dnntopo topology`")
+    print(f"{'K':>2}  {'wall s':>7}  {'PH s':>7}  {'threads':>7}")
+    with tempfile.TemporaryDirectory(prefix="bench_ranks_") as tmp:
+        copy = Path(tmp) / "run"
+        shutil.copytree(run.root, copy, ignore=shutil.ignore_patterns("topology", "logs", "plots"))
+        for k in a.ranks:
+            cmd = [exe, "-n", str(k), "--bind-to", "core", dnn, "topology", "--run", str(copy), "--epochs",
+                   str(epoch), "--samples", str(a.samples), "--max-dim", str(dim), "--max-distance", str(t),
+                   "--force"]
+            t0 = time.perf_counter()
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            wall = time.perf_counter() - t0
+            m = re.search(r"PH ([0-9.]+)s on (\d+) threads", p.stderr)
+            if p.returncode != 0 or m is None:
+                print(f"{k:>2}  failed: {p.stderr.strip().splitlines()[-1:] or p.returncode}")
+                continue
+            print(f"{k:>2}  {wall:7.1f}  {float(m.group(1)):7.1f}  {m.group(2):>7}", flush=True)
+
+
 def big_net(a, rows, n, i, j, d, t, threads, ripser_parallel, model, ds, spec, comm, cpu):
     """The measurements that finish on a big net: the collapse alone, giotto-ph's dims
     0-1 (the reference of the target), dnntopo's dims 0-2 (collapse auto and on), the whole epoch."""
@@ -115,7 +150,7 @@ def big_net(a, rows, n, i, j, d, t, threads, ripser_parallel, model, ds, spec, c
     rows.append(("PH dims 0-1: gph.ripser_parallel direct", sec1, mem, ""))
     if not a.quick:
         sec, mem, left = measure(lambda: topology.edge_collapse(n, i, j, d)[0].size, 1)
-        rows.append(("edge collapse: GUDHI, every pass (1 run)", sec, mem, f"{left} edges left"))
+        rows.append(("edge collapse: dnntopo, every pass (1 run)", sec, mem, f"{left} edges left"))
     info = {}
     heard = []
     sec, mem, _ = measure(lambda: topology.persistence(n, i, j, d, 2, info=info, progress=heard.append), reps)
@@ -144,6 +179,8 @@ def main():
     ap.add_argument("--max-distance", type=float, default=0.6)
     ap.add_argument("--reps", type=int, default=3, help="repetitions of the fast measurements")
     ap.add_argument("--quick", action="store_true", help="skip the direct dims 0-3 call (minutes)")
+    ap.add_argument("--ranks", type=int, nargs="*", default=[],
+                    help="also time `mpiexec -n K dnntopo topology` for these K (dims 0-2)")
     ap.add_argument("--big", action="store_true",
                     help="a big net (AlexNet and up): the collapse engines, dims 0-1 direct and dnntopo's "
                          "dims 0-2 only (the direct dims 0-2/0-3 calls and ripser.py take hours there)")
@@ -179,8 +216,9 @@ def main():
     i, j, d = edges.i, edges.j, edges.distance
     from gph import ripser_parallel
     if a.big:   # no dense n x n matrices on a big net
-        del x
-        return big_net(a, rows, n, i, j, d, t, threads, ripser_parallel, model, ds, spec, comm, cpu)
+        del x, edges
+        big_net(a, rows, n, i, j, d, t, threads, ripser_parallel, model, ds, spec, comm, cpu)
+        return by_ranks(a, run, a.epoch, 2, t)
     x64 = x.T.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         sec_np, mem_np, _ = measure(lambda: np.corrcoef(x64), a.reps)
@@ -244,6 +282,7 @@ def main():
                 tt[coll] = measure(lambda: topology.persistence(
                     n, i[keep], j[keep], d[keep], dim, collapse=coll), r)[0]
             print(f"{thr:8.2f}  {dim:>4}  {int(keep.sum()):8d}  {tt['off']:7.2f}  {tt['on']:7.2f}  {tt['on'] / tt['off']:6.2f}")
+    by_ranks(a, run, a.epoch, 2, t)
 
 
 if __name__ == "__main__":
