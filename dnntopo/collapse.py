@@ -220,8 +220,8 @@ def collapse_pass(m: int, i: np.ndarray, j: np.ndarray, d: np.ndarray):
     the edges that remain and their (possibly later) times, in input order."""
     if nb is None:  # pragma: no cover
         raise ImportError("the bit-matrix edge collapse needs numba: pip install numba")
-    i = np.ascontiguousarray(i, dtype=np.int64)
-    j = np.ascontiguousarray(j, dtype=np.int64)
+    i = np.ascontiguousarray(i, dtype=np.int32)
+    j = np.ascontiguousarray(j, dtype=np.int32)
     d = np.ascontiguousarray(d, dtype=np.float32)
     if i.size == 0:
         return i, j, d

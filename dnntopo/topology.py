@@ -216,17 +216,19 @@ def edge_collapse(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, progress=
     its time (`another_pass`: with `max_dim`, from the measured pass and the cost model;
     without, while it removes COLLAPSE_MIN_GAIN); the persistent homology is unchanged. Dense
     graphs go to dnntopo.collapse (bit matrices), sparse ones (`collapse.fits`) to GUDHI."""
-    i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+    i, j = np.asarray(i), np.asarray(j)
     dense = collapse_fits(n, i.size)
     # vertex labels by degree, mapped back below: descending puts the likely dominators first
     # in the bit rows (AlexNet pass 1: 64 s, against 127 s ascending); GUDHI's sorted lists run
     # about 7% faster ascending (LeNet: 1.96 s against 2.11 s)
     deg = np.bincount(i, minlength=n) + np.bincount(j, minlength=n)
     order = np.argsort(-deg if dense else deg, kind="stable")
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    ri, rj = rank[i], rank[j]
-    ri, rj = np.minimum(ri, rj), np.maximum(ri, rj)
+    rank = np.empty(n, dtype=np.int32)
+    rank[order] = np.arange(n, dtype=np.int32)
+    ri, rj = rank[i], rank[j]                   # the one relabelled copy (int32)
+    swap = ri > rj
+    ri[swap], rj[swap] = rj[swap], ri[swap]
+    del swap
     d = np.asarray(d, dtype=np.float32)
     if dense:
         def one_pass():
@@ -324,7 +326,7 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
     Timing and sizes are added to `info`; `progress(text)` hears the steps.
     """
     info = {} if info is None else info
-    i, j = np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64)
+    i, j = np.asarray(i), np.asarray(j)       # int32 from the graph: no wider copies
     d = np.asarray(d, dtype=np.float32)
     threads = threads if threads > 0 else usable_cores()
     dgms = [[] for _ in range(max_dim + 1)]
@@ -335,9 +337,12 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
     info.update(n_edges=int(i.size), n_isolated=n_isolated, threads=threads)
     if i.size:
         # compact the vertices that have edges
-        relabel = np.cumsum(used) - 1
         m = int(used.sum())
-        ci, cj = relabel[i], relabel[j]
+        if m == n:                              # every vertex has an edge: the arrays as they are
+            ci, cj = i, j
+        else:
+            relabel = (np.cumsum(used) - 1).astype(np.int32)
+            ci, cj = relabel[i], relabel[j]
         # components of the graph (an edge collapse keeps them); refuse before any heavy work
         adj = sp.coo_matrix((np.ones(ci.size, dtype=np.int8), (ci, cj)), shape=(m, m))
         n_comp, labels = connected_components(adj, directed=False)
