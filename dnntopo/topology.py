@@ -151,14 +151,18 @@ class Estimate:
         return f"about {took}, {self.bytes / 2**30:.3g} GiB"
 
 
-def estimate(m: int, n_edges: int, max_dim: int, collapse: bool) -> Estimate:
+def estimate(m: int, n_edges: int, max_dim: int, collapse: bool, collapsed: bool = False) -> Estimate:
     """The cost model's seconds and peak memory for PH up to `max_dim` of a graph of `m`
-    vertices (with edges) and `n_edges` edges, collapsed first or not. Beyond the calibrated
-    dimensions (3) each further dimension multiplies the reduction by the mean degree."""
+    vertices (with edges) and `n_edges` edges, collapsed first or not (`collapsed`: the graph
+    is the collapse's output, only its reduction is left). Beyond the calibrated dimensions (3)
+    each further dimension multiplies the reduction by the mean degree."""
     deg = 2.0 * n_edges / max(m, 1)
     base = 16.0 * n_edges                      # the edge arrays themselves (int32 x2, float32, index)
     k = min(max(max_dim, 1), 3)
     extra = max(0, max_dim - 3)
+    if collapsed:
+        t, b = stage_cost(f"after{k}", n_edges, deg)
+        return Estimate(t * deg ** extra, base + b * deg ** extra, True, int(n_edges))
     if not collapse:
         t, b = stage_cost(f"direct{k}", n_edges, deg)
         return Estimate(t * deg ** extra, base + b * deg ** extra, False, int(n_edges))
@@ -299,14 +303,17 @@ def memory_limit(max_memory_gb: float = 0.0) -> float:
     return max_memory_gb * 2**30 if max_memory_gb > 0 else float(usable_memory())
 
 
-def preflight(m: int, n_edges: int, max_dim: int, collapse: bool, limit: float) -> Estimate:
+def preflight(m: int, n_edges: int, max_dim: int, collapse: bool, limit: float,
+              collapsed: bool = False) -> Estimate:
     """The estimate of a graph's PH, refused in one line (with the numbers and the ways out)
-    when MEMORY_MARGIN times its memory exceeds `limit` bytes (0: no limit)."""
-    est = estimate(m, n_edges, max_dim, collapse)
+    when MEMORY_MARGIN times its memory exceeds `limit` bytes (0: no limit). `collapsed`: the
+    check again once the collapse has said how many edges are left, before the reduction."""
+    est = estimate(m, n_edges, max_dim, collapse, collapsed)
+    what = "the reduction of the collapsed graph" if collapsed else "PH of this graph"
     if limit and MEMORY_MARGIN * est.bytes > limit:
         raise UserError(
-            f"PH of this graph ({m} vertices, {n_edges} edges, mean degree {2 * n_edges / max(m, 1):.0f}, "
-            f"dims 0-{max_dim}{', collapsed first' if collapse else ''}) needs {est.text()} by the "
+            f"{what} ({m} vertices, {n_edges} edges, mean degree {2 * n_edges / max(m, 1):.0f}, "
+            f"dims 0-{max_dim}{', collapsed first' if collapse and not collapsed else ''}) needs {est.text()} by the "
             f"pre-flight estimate, and up to {MEMORY_MARGIN:g} times that is over the {limit / 2**30:.3g} GiB "
             f"allowed; lower --max-dim, "
             f"--max-distance or --max-nodes (fewer, grouped units), or allow more with --max-memory GiB "
@@ -358,6 +365,11 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
         t0 = time.perf_counter()
         if collapsing:
             ci, cj, d = edge_collapse(m, ci, cj, d, progress=progress, max_dim=max_dim)
+            if COST:   # the model's share of edges kept is rough on dense graphs: check again
+                est = preflight(m, ci.size, max_dim, True, max_bytes, collapsed=True)
+                info.update(estimate_reduction_seconds=est.seconds, estimate_reduction_bytes=est.bytes)
+                if progress is not None:
+                    progress(f"PH estimate after the collapse: {est.text()}")
         info.update(collapsed_edges=int(ci.size), seconds_collapse=time.perf_counter() - t0)
         t0 = time.perf_counter()
         if progress is not None:

@@ -156,6 +156,31 @@ def test_preflight_estimate_by_hand_and_refusal(monkeypatch):
         sp.coo_matrix((v, (i, j)), shape=(120, 120)), maxdim=1, distance_matrix=True)["dgms"][1])
 
 
+
+def test_preflight_checks_again_after_the_collapse(monkeypatch):
+    """A model that expects the collapse to leave almost nothing passes the first check; the
+    collapse leaves more, whose reduction (1000 bytes an edge by this model) is over the limit:
+    refused before the reduction, in one line that says it is the collapsed graph."""
+    log = np.log
+    monkeypatch.setattr(topology, "COST", {("collapse", "seconds"): (log(1e-9), 1.0, 0.0),
+                                           ("collapse", "bytes"): (0.0, 0.0, 0.0),
+                                           ("collapse", "kept"): (log(1e-9), 0.0, 0.0),
+                                           ("after1", "seconds"): (log(1e-9), 1.0, 0.0),
+                                           ("after1", "bytes"): (log(1000.0), 1.0, 0.0)})
+    rng = np.random.default_rng(1)
+    i, j, v = sparse_edges(points_distance(rng.standard_normal((120, 3)), 8.0), 0.5)
+    first = topology.estimate(120, i.size, 1, True)
+    limit = 2 * topology.MEMORY_MARGIN * first.bytes
+    info = {}
+    with pytest.raises(UserError) as err:
+        persistence(120, i, j, v, 1, collapse="on", info=info, max_bytes=limit)
+    msg = str(err.value)
+    assert msg.startswith("the reduction of the collapsed graph") and "\n" not in msg
+    import re
+    left = int(re.search(r"vertices, (\d+) edges", msg).group(1))
+    assert 0 < left < i.size                               # the collapsed graph, not the input
+    assert info["estimate_bytes"] == first.bytes and "seconds_reduction" not in info
+
 @pytest.mark.mpi
 def test_rank0_reduces_with_the_cores_of_the_waiting_ranks(tmp_path):
     """Under mpiexec -n 2 each rank is bound to one core; rank 0's reduction runs with 2
