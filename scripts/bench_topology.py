@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dnntopo import activations, data, models, storage, summaries, topology  # noqa: E402
 from dnntopo.graph import functional_graph  # noqa: E402
+from dnntopo.errors import UserError  # noqa: E402
 from dnntopo.spec import TopologySpec  # noqa: E402
 from dnntopo.train import TrainConfig, train  # noqa: E402
 from hpc.comm import SerialComm, usable_cores  # noqa: E402
@@ -153,9 +154,14 @@ def big_net(a, rows, n, i, j, d, t, threads, ripser_parallel, model, ds, spec, c
         rows.append(("edge collapse: dnntopo, every pass (1 run)", sec, mem, f"{left} edges left"))
     info = {}
     heard = []
-    sec, mem, _ = measure(lambda: topology.persistence(n, i, j, d, 2, info=info, progress=heard.append), reps)
-    rows.append(("PH dims 0-2: dnntopo (collapse auto)", sec, mem,
-                 f"{heard[0]}; collapsed: {info['collapsed_edges'] != i.size}"))
+    try:
+        sec, mem, _ = measure(lambda: topology.persistence(n, i, j, d, 2, info=info, progress=heard.append), reps)
+        rows.append(("PH dims 0-2: dnntopo (collapse auto)", sec, mem,
+                     f"{heard[0]}; {info['collapsed_edges']} edges after the collapse"))
+    except UserError as exc:   # the pre-flight refused: that is the measurement
+        print_table(rows, f"{n} nodes, {i.size} edges, {a.samples} samples, distance <= {t}, {threads} threads")
+        print(f"\nPH dims 0-2: dnntopo refused: {exc}")
+        return
     if not a.quick:
         sec2, mem, _ = measure(lambda: topology.persistence(n, i, j, d, 2, collapse="on"), reps)
         rows.append(("PH dims 0-2: dnntopo (collapse on)", sec2, mem, ""))

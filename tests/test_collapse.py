@@ -95,6 +95,7 @@ def test_dense_graphs_go_to_the_bit_matrices():
     """The bit-matrix collapse holds 4.25 m^2 bytes: taken for dense graphs, not for sparse."""
     assert collapse.pass_bytes(1000) == 4 * 10**6 + 2 * 1000 * 16 * 8
     assert collapse.fits(4682, 2_900_000)           # AlexNet at 0.6: 93 MB for 2.9M edges
+    assert collapse.fits(21258, 19_853_150)         # resnet18 at 0.6: 1.9 GB for 19.9M edges
     assert not collapse.fits(100_000, 500_000)      # 40 GB for half a million edges
 
 
