@@ -129,7 +129,8 @@ def run_topology(comm, run: storage.Run, spec: TopologySpec,
         info = _one_epoch(job, epoch)
         out.append(path)
         if rank0:
-            collapsed = f" ({info['collapsed_edges']} after collapse)" if "collapsed_edges" in info else ""
+            collapsed = (f" ({info['collapsed_edges']} after collapse)"
+                         if info.get("collapsed_edges", info["n_edges"]) != info["n_edges"] else "")
             _say(opts.quiet, f"epoch {epoch}: {info['n_nodes']} nodes, {info['n_edges']} edges"
                  f"{collapsed}, diagrams {info['pairs']} | extract {info['t_extract']:.1f}s "
                  f"graph {info['t_graph']:.1f}s PH {info['t_ph']:.1f}s"
