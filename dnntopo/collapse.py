@@ -49,12 +49,12 @@ def fits(m: int, n_edges: int) -> bool:
 def collapse_pass(m: int, i: np.ndarray, j: np.ndarray, d: np.ndarray):
     """One exact collapse pass over the graph of `m` vertices with edges (i, j) at times d:
     the edges that remain and their (possibly later) times, in input order."""
-    from dnntopo.collapse_kernels import run_pass
     i = np.ascontiguousarray(i, dtype=np.int32)
     j = np.ascontiguousarray(j, dtype=np.int32)
     d = np.ascontiguousarray(d, dtype=np.float32)
     if i.size == 0:
         return i, j, d
+    from dnntopo.collapse_kernels import run_pass
     out = run_pass(int(m), i, j, d, _DEBRUIJN)
     keep = np.isfinite(out)
     return i[keep], j[keep], out[keep]

@@ -103,21 +103,21 @@ def max_vertices(max_dim: int) -> int:
 #: stop the collapse earlier, leaving more edges to the reduction than the model's "kept"
 #: share (and saving more than that costs).
 COST = {
-    ('collapse', 'seconds'): (-19.513, 1.515, 0.088),
-    ('collapse', 'bytes'): (4.304, 1.666, -1.370),
-    ('direct1', 'seconds'): (-18.306, 1.391, 0.152),
-    ('direct1', 'bytes'): (5.583, 1.079, -0.138),
-    ('direct2', 'seconds'): (-21.213, 1.972, -0.209),
-    ('direct2', 'bytes'): (0.208, 1.731, -0.508),
-    ('direct3', 'seconds'): (-18.656, 1.614, 0.664),
-    ('direct3', 'bytes'): (6.574, 0.819, 0.568),
-    ('after1', 'seconds'): (-12.540, 1.033, -0.422),
-    ('after1', 'bytes'): (11.800, 0.389, 0.035),
-    ('after2', 'seconds'): (-15.903, 1.200, 0.693),
-    ('after2', 'bytes'): (9.946, 0.265, 1.231),
-    ('after3', 'seconds'): (-15.328, 0.990, 1.474),
-    ('after3', 'bytes'): (9.461, 0.543, 0.542),
-    ('collapse', 'kept'): (-0.627, -0.054, -0.179),
+    ("collapse", "seconds"): (-19.513, 1.515, 0.088),
+    ("collapse", "bytes"): (4.304, 1.666, -1.370),
+    ("direct1", "seconds"): (-18.306, 1.391, 0.152),
+    ("direct1", "bytes"): (5.583, 1.079, -0.138),
+    ("direct2", "seconds"): (-21.213, 1.972, -0.209),
+    ("direct2", "bytes"): (0.208, 1.731, -0.508),
+    ("direct3", "seconds"): (-18.656, 1.614, 0.664),
+    ("direct3", "bytes"): (6.574, 0.819, 0.568),
+    ("after1", "seconds"): (-12.540, 1.033, -0.422),
+    ("after1", "bytes"): (11.800, 0.389, 0.035),
+    ("after2", "seconds"): (-15.903, 1.200, 0.693),
+    ("after2", "bytes"): (9.946, 0.265, 1.231),
+    ("after3", "seconds"): (-15.328, 0.990, 1.474),
+    ("after3", "bytes"): (9.461, 0.543, 0.542),
+    ("collapse", "kept"): (-0.627, -0.054, -0.179),
 }
 
 
