@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from dnntopo import lowdim
 from dnntopo.collapse import collapse_pass, fits as collapse_fits
 from dnntopo.errors import UserError
 from hpc.comm import borrowed_cores, node_cores, usable_cores
@@ -29,6 +30,9 @@ MAX_SIMPLEX_INDEX = 2 ** 55 - 1
 #: `--collapse auto` collapses when the reduction reaches dimension >= 2 and the graph has at
 #: least this many edges (measured by scripts/bench_topology.py; see the README).
 AUTO_COLLAPSE_MIN_EDGES = 5000
+#: giotto's dims 0-1 of a dense graph (`lowdim.fits`) with at least this many edges are computed
+#: by dnntopo.lowdim (same diagrams; conv_2: 166 s against giotto-ph's 518 s, README).
+LOWDIM_MIN_EDGES = 5000
 #: Edge collapse iterations stop once one removes less than this share of the simplices.
 COLLAPSE_MIN_GAIN = 0.05
 
@@ -266,6 +270,12 @@ def edge_collapse(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, progress=
     return np.minimum(a, b).astype(np.int32), np.maximum(a, b).astype(np.int32), d
 
 
+def use_lowdim(engine: str, max_dim: int, m: int, n_edges: int) -> bool:
+    """Does dnntopo.lowdim reduce this graph? giotto's dims 0-1 (or 0) of dense graphs
+    (`lowdim.fits`) from LOWDIM_MIN_EDGES edges; ripser.py stays itself (the reference)."""
+    return engine == "giotto" and max_dim <= 1 and n_edges >= LOWDIM_MIN_EDGES and lowdim.fits(m, n_edges)
+
+
 def _backend_call(backend: str, m: int, i, j, d, max_dim: int, threads: int) -> list:
     mat = sp.coo_matrix((np.asarray(d, dtype=np.float32), (i, j)), shape=(m, m))
     if backend == "giotto":
@@ -356,7 +366,9 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
         sizes = np.bincount(labels, minlength=n_comp)
         info.update(n_components=int(n_comp))
         batches = list(_batches(labels, sizes, max_vertices(max_dim), max_dim))
-        collapsing = use_collapse(collapse, max_dim, ci.size, m, max_bytes)
+        # dims 0-1 by dnntopo.lowdim: its apparent pairs already skip what a collapse would remove
+        collapsing = (collapse == "on" if use_lowdim(engine, max_dim, m, ci.size)
+                      else use_collapse(collapse, max_dim, ci.size, m, max_bytes))
         est = preflight(m, ci.size, max_dim, collapsing, max_bytes) if COST else None
         if est is not None:
             info.update(estimate_seconds=est.seconds, estimate_bytes=est.bytes)
@@ -372,7 +384,14 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
                     progress(f"PH estimate after the collapse: {est.text()}")
         info.update(collapsed_edges=int(ci.size), seconds_collapse=time.perf_counter() - t0)
         t0 = time.perf_counter()
-        if progress is not None:
+        if use_lowdim(engine, max_dim, m, ci.size):
+            if progress is not None:
+                progress(f"reduction (dnntopo.lowdim, dims 0-{max_dim}, {ci.size} edges)")
+            for k, dg in enumerate(lowdim.diagrams(m, ci, cj, d, info)[:max_dim + 1]):
+                dgms[k].append(dg)
+            info.update(engine="lowdim")
+            batches = []
+        elif progress is not None:
             progress(f"reduction ({engine}, dims 0-{max_dim}, {ci.size} edges)")
         for batch in batches:
             if len(batch) == n_comp:

@@ -1,0 +1,125 @@
+"""The compiled dims 0-1 reduction against ripser.py and giotto-ph: random clouds with and
+without ties, disconnected graphs, hand-worked cycles, a real epoch; and its place in
+topology.persistence."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from gph import ripser_parallel
+from ripser import ripser
+
+from conftest import dnntopo
+from dnntopo import lowdim, storage, topology
+
+
+def cloud_edges(seed, n, dim, quantile, ties):
+    rng = np.random.default_rng(seed)
+    p = rng.standard_normal((n, dim))
+    d = np.sqrt(((p[:, None] - p[None]) ** 2).sum(-1))
+    d /= d.max()
+    if ties:
+        d = np.round(d, 1)                  # many equal distances: the order among them matters
+    iu, ju = np.triu_indices(n, 1)
+    t = np.quantile(d[iu, ju], quantile)
+    keep = d[iu, ju] <= t
+    return iu[keep].astype(np.int32), ju[keep].astype(np.int32), d[iu, ju][keep].astype(np.float32)
+
+
+def reference(n, i, j, d, engine="ripser"):
+    mat = sp.coo_matrix((np.asarray(d, dtype=np.float32), (i, j)), shape=(n, n))
+    if engine == "ripser":
+        dgms = ripser(mat, maxdim=1, distance_matrix=True)["dgms"]
+    else:
+        dgms = ripser_parallel(mat, maxdim=1, metric="precomputed", n_threads=1)["dgms"]
+    return [np.asarray(x, dtype=np.float64) for x in dgms]
+
+
+def same(a, b):
+    b = b[b[:, 1] > b[:, 0]]                # ripser.py leaves zero persistence out too; be sure
+    if a.shape != b.shape:
+        return False
+    a, b = a[np.lexsort((a[:, 1], a[:, 0]))], b[np.lexsort((b[:, 1], b[:, 0]))]
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    return np.array_equal(fa, fb) and np.allclose(a[fa], b[fb], atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_clouds_give_ripsers_diagrams(seed):
+    """Dense and sparse thresholds (some graphs disconnected), with and without ties."""
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(20, 90))
+    i, j, d = cloud_edges(seed, n, 2 + seed % 3, rng.uniform(0.05, 1.0), ties=seed % 2 == 1)
+    ours, ref = lowdim.diagrams(n, i, j, d), reference(n, i, j, d)
+    assert same(ours[0], ref[0]) and same(ours[1], ref[1])
+
+
+def test_many_cycles_and_essential_classes():
+    """Points on 3 separate circles, edges only to near neighbours: each circle is a component
+    with one essential 1-cycle; with the edges up to the circle's width the holes die."""
+    t = np.linspace(0, 2 * np.pi, 13)[:-1]
+    p = np.concatenate([np.c_[np.cos(t) + 5 * k, np.sin(t)] for k in range(3)])
+    n = len(p)
+    dist = np.sqrt(((p[:, None] - p[None]) ** 2).sum(-1))
+    iu, ju = np.triu_indices(n, 1)
+    for thr, essential in ((0.6, 3), (2.1, 0)):
+        keep = dist[iu, ju] <= thr
+        i, j, d = iu[keep], ju[keep], dist[iu, ju][keep].astype(np.float32)
+        ours = lowdim.diagrams(n, i, j, d)
+        assert np.isinf(ours[0][:, 1]).sum() == 3 and np.isinf(ours[1][:, 1]).sum() == essential
+        assert same(ours[1], reference(n, i, j, d)[1]) and same(ours[0], reference(n, i, j, d)[0])
+
+
+def test_hand_worked_square():
+    """A 4-cycle at 1 with its diagonals at 2: one hole born at 1 (the last side) and killed at
+    2 (the first diagonal makes two triangles); the components die at 1, one lives."""
+    i, j = np.array([0, 1, 2, 0, 0, 1]), np.array([1, 2, 3, 3, 2, 3])
+    d = np.array([1, 1, 1, 1, 2, 2], dtype=np.float32)
+    dg0, dg1 = lowdim.diagrams(4, i, j, d)
+    assert np.array_equal(dg1, [[1.0, 2.0]])
+    assert np.array_equal(np.sort(dg0[:, 1]), [1.0, 1.0, 1.0, np.inf]) and np.all(dg0[:, 0] == 0)
+
+
+def test_pairs_cancel_in_a_full_bucket():
+    """The working column's Z/2 cancellation: what is left of a bucket is the keys that occur
+    an odd number of times, once each, sorted (numpy's count as the reference)."""
+    from dnntopo.lowdim_kernels import _cancel
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 500, 4000).astype(np.int64)
+    values, counts = np.unique(keys, return_counts=True)
+    left = _cancel(keys, keys.size)
+    assert np.array_equal(keys[:left], values[counts % 2 == 1])
+
+
+@pytest.fixture(scope="module")
+def real_edges(module_run):
+    """The functional graph of a real LeNet epoch (400 samples, distance <= 0.5)."""
+    dnntopo("-q", "topology", "--run", module_run, "--epochs", "2", "--samples", "400", "--max-dim", "0",
+            "--max-distance", "0.5", check=True)
+    ep = storage.read_epoch(storage.Run(module_run).epoch_file(2), edges=True)
+    return (int(ep["attrs"]["n_nodes"]), *(np.asarray(x) for x in ep["edges"]))
+
+
+def test_real_epoch_gives_giottos_diagrams(real_edges):
+    """A real LeNet epoch (hundreds of thousands of edges): giotto-ph's diagrams, and through
+    topology.persistence (which takes this path for giotto's dims 0-1) the same again."""
+    n, i, j, d = real_edges
+    assert i.size > 50_000 and lowdim.fits(n, i.size)
+    ref = reference(n, i, j, d, "giotto")
+    info = {}
+    ours = lowdim.diagrams(n, i, j, d, info)
+    assert same(ours[0], ref[0]) and same(ours[1], ref[1]) and len(ref[1]) > 10
+    assert 0 < info["dim1_columns"] < i.size / 20          # apparent pairs: few columns left
+    info = {}
+    full = topology.persistence(n, i, j, d, 1, engine="giotto", info=info)
+    assert info["engine"] == "lowdim" and info.get("collapsed_edges") == i.size   # no collapse
+    assert same(full[1], ref[1]) and same(full[0], ref[0])
+
+
+def test_persistence_takes_it_only_for_dense_dims_0_1():
+    """ripser.py stays ripser.py; dims 2 and small or sparse graphs go to the engine asked."""
+    assert topology.use_lowdim("giotto", 1, 4682, 2_906_150)
+    assert topology.use_lowdim("giotto", 0, 4682, 2_906_150)
+    assert not topology.use_lowdim("ripser", 1, 4682, 2_906_150)
+    assert not topology.use_lowdim("giotto", 2, 4682, 2_906_150)
+    assert not topology.use_lowdim("giotto", 1, 100, 1000)            # small: giotto-ph at once
+    assert not topology.use_lowdim("giotto", 1, 100_000, 500_000)     # sparse: 40 GB of ranks
+    assert lowdim.nbytes(1000, 0) == 4 * 10**6 + 2 * 1000 * 16 * 8
