@@ -32,6 +32,9 @@ from bench_topology import peak_mb, reset_peak, rss_mb  # noqa: E402  (this fold
 from dnntopo import storage, topology  # noqa: E402
 
 
+STAGES = ("collapse", "direct1", "direct2", "direct3", "after1", "after2", "after3")
+
+
 def _child(q, n, i, j, d, stage):
     """One measurement in a fresh process: (seconds, peak bytes, edges after)."""
     reset_peak()
@@ -76,6 +79,8 @@ def main():
     ap.add_argument("--extra", default=None, help="CSV of measurements made elsewhere")
     ap.add_argument("--from-table", default=None,
                     help="fit the table this script printed before (its first block) instead of measuring")
+    ap.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES,
+                    help="measure only these stages (e.g. direct1 after1 after a change to that engine)")
     ap.add_argument("--direct3-max-edges", type=int, default=60000,
                     help="measure dims 0-3 without the collapse only up to this many edges (minutes above)")
     a = ap.parse_args()
@@ -87,7 +92,7 @@ def main():
     i0, j0, d0 = (np.asarray(x) for x in ep["edges"])
     n0 = int(ep["attrs"]["n_nodes"])
     rng = np.random.default_rng(0)
-    stages = ("collapse", "direct1", "direct2", "direct3", "after1", "after2", "after3")
+    stages = a.stages
     rows = []
     print(f"{'stage':<9} {'vertices':>8} {'edges':>9} {'degree':>7} {'seconds':>8} {'peak MB':>8} {'after':>8}")
     for share in a.shares:
@@ -125,7 +130,7 @@ def read_table(path) -> list[dict]:
 
 def report(rows, extra=None):
     """The fitted constants and each measurement beside the estimate of the code's constants."""
-    stages = ("collapse", "direct1", "direct2", "direct3", "after1", "after2", "after3")
+    stages = STAGES
     if extra:
         with open(extra, newline="") as fh:
             for r in csv.DictReader(fh):

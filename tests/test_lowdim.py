@@ -78,17 +78,6 @@ def test_hand_worked_square():
     assert np.array_equal(np.sort(dg0[:, 1]), [1.0, 1.0, 1.0, np.inf]) and np.all(dg0[:, 0] == 0)
 
 
-def test_pairs_cancel_in_a_full_bucket():
-    """The working column's Z/2 cancellation: what is left of a bucket is the keys that occur
-    an odd number of times, once each, sorted (numpy's count as the reference)."""
-    from dnntopo.lowdim_kernels import _cancel
-    rng = np.random.default_rng(0)
-    keys = rng.integers(0, 500, 4000).astype(np.int64)
-    values, counts = np.unique(keys, return_counts=True)
-    left = _cancel(keys, keys.size)
-    assert np.array_equal(keys[:left], values[counts % 2 == 1])
-
-
 @pytest.fixture(scope="module")
 def real_edges(module_run):
     """The functional graph of a real LeNet epoch (400 samples, distance <= 0.5)."""
