@@ -19,8 +19,8 @@ from dnntopo.collapse import _DEBRUIJN, HAVE_NUMBA
 
 def nbytes(m: int, n_edges: int) -> int:
     """Memory of the dense structures: the m x m int32 edge ranks, two m x m bit matrices and
-    the edges in filtration order (the working column, a few bytes per edge more, is extra)."""
-    return 4 * m * m + 2 * m * ((m + 63) // 64) * 8 + 24 * n_edges
+    the filtration order (int32 an edge; the working column comes on top)."""
+    return 4 * m * m + 2 * m * ((m + 63) // 64) * 8 + 4 * n_edges
 
 
 def fits(m: int, n_edges: int) -> bool:
@@ -33,21 +33,21 @@ def diagrams(m: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, info: dict | N
     """Diagrams of dims 0 and 1 (float64 (k, 2), birth and death, inf when essential) of the
     flag filtration of the graph of `m` vertices with edges i-j at filtration values d, as
     ripser.py gives them (pairs of zero persistence left out; every vertex is born at 0)."""
-    order = np.argsort(np.asarray(d, dtype=np.float32), kind="stable")
-    eu = np.ascontiguousarray(np.asarray(i)[order], dtype=np.int32)
-    ev = np.ascontiguousarray(np.asarray(j)[order], dtype=np.int32)
-    t = np.asarray(d, dtype=np.float64)[order]
-    del order
-    if eu.size:
+    d = np.asarray(d, dtype=np.float32)
+    # the filtration order as a permutation (4 bytes an edge): the edges stay in one copy
+    order = np.argsort(d, kind="stable").astype(np.int32)
+    if order.size:
         from dnntopo.lowdim_kernels import run
-        ends, births, deaths, n_cols = run(int(m), eu, ev, _DEBRUIJN)
+        ends, births, deaths, n_cols = run(int(m), np.ascontiguousarray(i, dtype=np.int32),
+                                           np.ascontiguousarray(j, dtype=np.int32), order, _DEBRUIJN)
     else:
         ends = births = deaths = np.empty(0, np.int64)
         n_cols = 0
     if info is not None:
         info.update(dim1_columns=int(n_cols))
-    dg0 = np.zeros((m, 2))
-    dg0[:ends.size, 1] = t[ends]
+    dg0 = np.zeros((m, 2))                    # edge ranks to values: d[order[rank]]
+    dg0[:ends.size, 1] = d[order[ends]]
     dg0[ends.size:, 1] = np.inf               # one essential class per component
-    dg1 = np.column_stack([t[births], np.where(deaths >= 0, t[np.maximum(deaths, 0)], np.inf)])
+    dg1 = np.column_stack([d[order[births]].astype(np.float64),
+                           np.where(deaths >= 0, d[order[np.maximum(deaths, 0)]], np.inf)])
     return [dg[dg[:, 1] > dg[:, 0]] for dg in (dg0, dg1)]

@@ -143,17 +143,18 @@ def _first_cofacet_mid(W, adj, R, u, v, r, tab):
 
 
 @_jit
-def run(m, eu, ev, tab):
-    """Persistence pairs in dims 0 and 1 of the flag filtration of the m-vertex graph whose
-    edges eu[r]-ev[r] are listed in filtration order r. Returns the ranks of the edges that
-    end a component (dim 0), and dim 1's births and deaths as edge ranks (death: the rank of
-    the killing triangle's largest edge; -1 essential), and the number of columns reduced."""
-    n_e = eu.size
+def run(m, ei, ej, order, tab):
+    """Persistence pairs in dims 0 and 1 of the flag filtration of the m-vertex graph with
+    edges ei-ej, whose filtration order is `order` (edge rank r is edge order[r]). Returns the
+    ranks of the edges that end a component (dim 0), and dim 1's births and deaths as edge
+    ranks (death: the rank of the killing triangle's largest edge; -1 essential), and the
+    number of columns reduced."""
+    n_e = order.size
     W = (m + 63) >> 6
     R = np.full((m, m), _NONE, np.int32)
     adj = np.zeros((m, W), np.uint64)
     for r in range(n_e):
-        u, v = eu[r], ev[r]
+        u, v = ei[order[r]], ej[order[r]]
         R[u, v] = r
         R[v, u] = r
         _set(adj, u, v)
@@ -169,7 +170,7 @@ def run(m, eu, ev, tab):
     cols = np.empty(n_e, np.int64)
     n_cols = 0
     for r in range(n_e):
-        u, v = eu[r], ev[r]
+        u, v = ei[order[r]], ej[order[r]]
         a, b = _find(parent, u), _find(parent, v)
         if a != b:
             parent[a] = b
@@ -206,7 +207,7 @@ def run(m, eu, ev, tab):
         r = cols[c]
         S[:] = 0
         last[0] = 0
-        _add_coboundary(B, S, last, W, adj, R, eu[r], ev[r], r, tab)
+        _add_coboundary(B, S, last, W, adj, R, ei[order[r]], ej[order[r]], r, tab)
         mine[0] = r
         n_mine = 1
         while True:
@@ -226,17 +227,17 @@ def run(m, eu, ev, tab):
                         mine = grown
                     mine[n_mine] = e2
                     n_mine += 1
-                    _add_coboundary(B, S, last, W, adj, R, eu[e2], ev[e2], e2, tab)
+                    _add_coboundary(B, S, last, W, adj, R, ei[order[e2]], ej[order[e2]], e2, tab)
                 continue
             hi = p >> 32
-            if apparent[hi] and _first_cofacet_mid(W, adj, R, eu[hi], ev[hi], hi, tab) == (p & 0xFFFFFFFF):
+            if apparent[hi] and _first_cofacet_mid(W, adj, R, ei[order[hi]], ej[order[hi]], hi, tab) == (p & 0xFFFFFFFF):
                 if n_mine == mine.size:
                     grown = np.empty(2 * mine.size, np.int64)
                     grown[:n_mine] = mine
                     mine = grown
                 mine[n_mine] = hi
                 n_mine += 1
-                _add_coboundary(B, S, last, W, adj, R, eu[hi], ev[hi], hi, tab)
+                _add_coboundary(B, S, last, W, adj, R, ei[order[hi]], ej[order[hi]], hi, tab)
                 continue
             births[n_pairs] = r
             deaths[n_pairs] = hi

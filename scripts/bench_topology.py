@@ -82,8 +82,9 @@ def same(a, b, tol=1e-6):
     if len(a) != len(b):
         return False
     for x, y in zip(a, b):
+        x, y = (np.asarray(z, dtype=np.float64) for z in (x, y))
+        x, y = x[x[:, 1] > x[:, 0]], y[y[:, 1] > y[:, 0]]      # zero persistence: either way
         x = x[np.lexsort((x[:, 1], x[:, 0]))]
-        y = np.asarray(y, dtype=np.float64)
         y = y[np.lexsort((y[:, 1], y[:, 0]))]
         if x.shape != y.shape:
             return False
@@ -118,6 +119,8 @@ def by_ranks(a, run, epoch, dim, t):
     import shutil
     import subprocess
     exe = shutil.which("mpiexec")
+    if not a.ranks:
+        return
     if exe is None:
         print("\n--ranks: no mpiexec here, skipped")
         return
@@ -147,8 +150,21 @@ def big_net(a, rows, n, i, j, d, t, threads, ripser_parallel, model, ds, spec, c
     0-1 (the reference of the target), dnntopo's dims 0-2 (collapse auto and on), the whole epoch."""
     reps = a.reps
     mat = sp.coo_matrix((d, (i, j)), shape=(n, n))
-    sec1, mem, _ = measure(lambda: ripser_parallel(mat, maxdim=1, metric="precomputed", n_threads=threads), reps)
+    sec1, mem, ref = measure(lambda: ripser_parallel(mat, maxdim=1, metric="precomputed", n_threads=threads)["dgms"],
+                             reps)
     rows.append(("PH dims 0-1: gph.ripser_parallel direct", sec1, mem, ""))
+    del mat
+    info = {}
+    sec, mem, dg = measure(lambda: topology.persistence(n, i, j, d, 1, info=info), reps)
+    rows.append(("PH dims 0-1: dnntopo", sec, mem, f"{info.get('engine', 'giotto')}, "
+                 f"{info.get('dim1_columns', '?')} columns; " + ("same diagrams" if same(dg, ref) else "DIFFERENT")))
+    if a.big_max_dim == 1:
+        sec3 = rows[0][1] + rows[1][1] + sec
+        print_table(rows, f"{n} nodes, {i.size} edges, {a.samples} samples, distance <= {t}, {threads} threads; "
+                          f"medians of {reps}")
+        print(f"\nPH dims 0-1 giotto-ph / dnntopo: {sec1 / sec:.1f}x; whole epoch in dims 0-1 (extract + graph "
+              f"+ PH): {sec3:.0f} s")
+        return
     if not a.quick:
         sec, mem, left = measure(lambda: topology.edge_collapse(n, i, j, d)[0].size, 1)
         rows.append(("edge collapse: dnntopo, every pass (1 run)", sec, mem, f"{left} edges left"))
@@ -187,6 +203,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="skip the direct dims 0-3 call (minutes)")
     ap.add_argument("--ranks", type=int, nargs="*", default=[],
                     help="also time `mpiexec -n K dnntopo topology` for these K (dims 0-2)")
+    ap.add_argument("--big-max-dim", type=int, default=2, choices=(1, 2),
+                    help="with --big: 1 stops after dims 0-1 (giotto-ph against dnntopo), 2 goes on to dims 0-2")
     ap.add_argument("--big", action="store_true",
                     help="a big net (AlexNet and up): the collapse engines, dims 0-1 direct and dnntopo's "
                          "dims 0-2 only (the direct dims 0-2/0-3 calls and ripser.py take hours there)")
@@ -224,7 +242,7 @@ def main():
     if a.big:   # no dense n x n matrices on a big net
         del x, edges
         big_net(a, rows, n, i, j, d, t, threads, ripser_parallel, model, ds, spec, comm, cpu)
-        return by_ranks(a, run, a.epoch, 2, t)
+        return by_ranks(a, run, a.epoch, a.big_max_dim, t)
     x64 = x.T.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         sec_np, mem_np, _ = measure(lambda: np.corrcoef(x64), a.reps)
