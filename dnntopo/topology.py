@@ -2,7 +2,8 @@
 
 Before the reduction the graph is shrunk by the exact edge collapse (Glisse-Pritam, in
 `dnntopo.collapse` for dense graphs, GUDHI's for sparse ones; the persistent homology of the
-flag filtration is unchanged). Isolated vertices are answered
+flag filtration is unchanged). Dimensions 0-1 of dense graphs are reduced by dnntopo.lowdim
+(apparent pairs on bit rows) instead of giotto-ph. Isolated vertices are answered
 directly (an essential class of dimension 0 each) and the rest is split into connected
 components, packed into batches whose simplex index fits the backend, and relabelled
 compactly, so the index never counts vertices that play no part.
@@ -31,7 +32,7 @@ MAX_SIMPLEX_INDEX = 2 ** 55 - 1
 #: least this many edges (measured by scripts/bench_topology.py; see the README).
 AUTO_COLLAPSE_MIN_EDGES = 5000
 #: giotto's dims 0-1 of a dense graph (`lowdim.fits`) with at least this many edges are computed
-#: by dnntopo.lowdim (same diagrams; conv_2: 166 s against giotto-ph's 518 s, README).
+#: by dnntopo.lowdim (same diagrams; conv_2: 146 s against giotto-ph's 518-548 s, README).
 LOWDIM_MIN_EDGES = 5000
 #: Edge collapse iterations stop once one removes less than this share of the simplices.
 COLLAPSE_MIN_GAIN = 0.05
@@ -101,22 +102,22 @@ def max_vertices(max_dim: int) -> int:
 #: stage's edges and degree (2 edges / vertices) are those of its input graph. Stages: the
 #: collapse (every pass); the reduction in dims 0-k of the graph as it is (directk) or once
 #: collapsed (afterk); ("collapse", "kept") is the share of the edges the collapse keeps.
-#: Fitted on 8 LeNet graphs of 13k-480k edges (scripts/calibration/lenet_measured.txt) and
-#: AlexNet graphs of 2.0M-2.9M edges (scripts/calibration/extra_points.csv); an estimate,
-#: within 2.6x of the measured seconds and 2.3x of the measured memory. `another_pass` may
+#: Fitted on 8 LeNet graphs of 13k-480k edges (scripts/calibration/lenet_measured.txt),
+#: AlexNet graphs of 2.0M-2.9M edges and conv_2's 13.9M (scripts/calibration/extra_points.csv);
+#: dims 0-1 are dnntopo.lowdim's. An estimate, within 2.6x of the measured seconds and memory. `another_pass` may
 #: stop the collapse earlier, leaving more edges to the reduction than the model's "kept"
 #: share (and saving more than that costs).
 COST = {
     ("collapse", "seconds"): (-19.513, 1.515, 0.088),
     ("collapse", "bytes"): (4.304, 1.666, -1.370),
-    ("direct1", "seconds"): (-18.306, 1.391, 0.152),
-    ("direct1", "bytes"): (5.583, 1.079, -0.138),
+    ("direct1", "seconds"): (-17.672, 1.780, -0.950),
+    ("direct1", "bytes"): (4.728, 1.719, -1.369),
     ("direct2", "seconds"): (-21.213, 1.972, -0.209),
     ("direct2", "bytes"): (0.208, 1.731, -0.508),
     ("direct3", "seconds"): (-18.656, 1.614, 0.664),
     ("direct3", "bytes"): (6.574, 0.819, 0.568),
-    ("after1", "seconds"): (-12.540, 1.033, -0.422),
-    ("after1", "bytes"): (11.800, 0.389, 0.035),
+    ("after1", "seconds"): (-11.516, 0.955, -0.329),
+    ("after1", "bytes"): (5.372, 1.443, -0.696),
     ("after2", "seconds"): (-15.903, 1.200, 0.693),
     ("after2", "bytes"): (9.946, 0.265, 1.231),
     ("after3", "seconds"): (-15.328, 0.990, 1.474),
