@@ -390,7 +390,7 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
                 progress(f"reduction (dnntopo.lowdim, dims 0-{max_dim}, {ci.size} edges)")
             for k, dg in enumerate(lowdim.diagrams(m, ci, cj, d, info)[:max_dim + 1]):
                 dgms[k].append(dg)
-            info.update(engine="lowdim")
+            info.update(engine="lowdim", threads=1)     # single-threaded: the log line says so
             batches = []
         elif progress is not None:
             progress(f"reduction ({engine}, dims 0-{max_dim}, {ci.size} edges)")
