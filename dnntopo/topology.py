@@ -103,15 +103,15 @@ def max_vertices(max_dim: int) -> int:
 #: collapse (every pass); the reduction in dims 0-k of the graph as it is (directk) or once
 #: collapsed (afterk); ("collapse", "kept") is the share of the edges the collapse keeps.
 #: Fitted on 8 LeNet graphs of 13k-480k edges (scripts/calibration/lenet_measured.txt),
-#: AlexNet graphs of 2.0M-2.9M edges and conv_2's 13.9M (scripts/calibration/extra_points.csv);
+#: AlexNet graphs of 2.0M-2.9M edges, conv_2's 13.9M and resnet18's 25M (extra_points.csv);
 #: dims 0-1 are dnntopo.lowdim's. An estimate, within 2.6x of the measured seconds and memory. `another_pass` may
 #: stop the collapse earlier, leaving more edges to the reduction than the model's "kept"
 #: share (and saving more than that costs).
 COST = {
     ("collapse", "seconds"): (-19.513, 1.515, 0.088),
     ("collapse", "bytes"): (4.304, 1.666, -1.370),
-    ("direct1", "seconds"): (-17.672, 1.780, -0.950),
-    ("direct1", "bytes"): (4.728, 1.719, -1.369),
+    ("direct1", "seconds"): (-16.841, 1.610, -0.724),
+    ("direct1", "bytes"): (5.217, 1.619, -1.236),
     ("direct2", "seconds"): (-21.213, 1.972, -0.209),
     ("direct2", "bytes"): (0.208, 1.731, -0.508),
     ("direct3", "seconds"): (-18.656, 1.614, 0.664),
