@@ -8,7 +8,9 @@ column), which on the functional graphs of the zoo is all but a few thousand of 
 the columns left are reduced with a radix heap (the pivot only grows), with cofacets
 enumerated from the same bit rows. giotto-ph spends its time on the enumeration over every
 edge's sorted neighbour lists and on binary heaps; the diagrams are the same (tests compare
-with ripser.py and giotto-ph). The price is memory quadratic in the vertices (`nbytes`).
+with ripser.py and giotto-ph). The price is memory: the m x m int32 edge ranks (683 MB for
+conv_2's 12,696 vertices) and the working column, which depends on the graph (about 0.7 GB on
+AlexNet at 0.6, 10 GB on conv_2, about what giotto-ph needs there; the pre-flight models it).
 """
 from __future__ import annotations
 
@@ -17,34 +19,38 @@ import numpy as np
 from dnntopo.collapse import _DEBRUIJN, HAVE_NUMBA
 
 
-def nbytes(m: int, n_edges: int) -> int:
-    """Memory of the dense structures: the m x m int32 edge ranks, two m x m bit matrices and
-    the filtration order (int32 an edge; the working column comes on top)."""
-    return 4 * m * m + 2 * m * ((m + 63) // 64) * 8 + 4 * n_edges
+#: Edge ranks are int32 (the largest is the "no edge" mark) and keys pack two of them in 64 bits.
+MAX_EDGES = 2**31 - 2
 
 
 def fits(m: int, n_edges: int) -> bool:
-    """Dense enough for the bit rows (the rule of dnntopo.collapse.fits: quadratic memory within
-    128 bytes an edge or 256 MiB); without numba, no graph."""
-    return HAVE_NUMBA and 4 * m * m <= max(128 * n_edges, 2**28)
+    """Dense enough for the bit rows? The m x m int32 ranks must stay within 128 bytes an edge
+    or 256 MiB (the density rule of dnntopo.collapse.fits), and the edges within int32 ranks;
+    without numba, no graph."""
+    return HAVE_NUMBA and n_edges <= MAX_EDGES and 4 * m * m <= max(128 * n_edges, 2**28)
 
 
 def diagrams(m: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, info: dict | None = None) -> list[np.ndarray]:
     """Diagrams of dims 0 and 1 (float64 (k, 2), birth and death, inf when essential) of the
     flag filtration of the graph of `m` vertices with edges i-j at filtration values d, as
-    ripser.py gives them (pairs of zero persistence left out; every vertex is born at 0)."""
+    ripser.py gives them (pairs of zero persistence left out; every vertex is born at 0). The
+    edges are a simple graph, as dnntopo.graph makes them: each pair once, no loops."""
     d = np.asarray(d, dtype=np.float32)
+    if d.size > MAX_EDGES:
+        raise ValueError(f"lowdim: {d.size} edges, at most {MAX_EDGES} (int32 ranks)")
+    if d.size and (min(np.min(i), np.min(j)) < 0 or max(np.max(i), np.max(j)) >= m):
+        raise ValueError(f"lowdim: a vertex index outside 0..{m - 1}")
     # the filtration order as a permutation (4 bytes an edge): the edges stay in one copy
     order = np.argsort(d, kind="stable").astype(np.int32)
     if order.size:
         from dnntopo.lowdim_kernels import run
-        ends, births, deaths, n_cols = run(int(m), np.ascontiguousarray(i, dtype=np.int32),
+        ends, births, deaths, n_cols, stored = run(int(m), np.ascontiguousarray(i, dtype=np.int32),
                                            np.ascontiguousarray(j, dtype=np.int32), order, _DEBRUIJN)
     else:
         ends = births = deaths = np.empty(0, np.int64)
-        n_cols = 0
+        n_cols = stored = 0
     if info is not None:
-        info.update(dim1_columns=int(n_cols))
+        info.update(dim1_columns=int(n_cols), dim1_stored=int(stored))
     dg0 = np.zeros((m, 2))                    # edge ranks to values: d[order[rank]]
     dg0[:ends.size, 1] = d[order[ends]]
     dg0[ends.size:, 1] = np.inf               # one essential class per component

@@ -53,13 +53,15 @@ def _bitlen(x):
     return n + int(x)
 
 
-# The working column is a monotone priority queue of triangle keys: a radix heap (65 buckets by
-# the highest bit in which a key differs from the last minimum). The pivot only grows during a
-# column's reduction, which is what a radix heap needs; pushes are appends, and each key moves
-# down a few buckets in its life, instead of a binary heap's log(size) cache misses per pop
-# (the long columns hold tens of millions of keys). Pairs of equal keys cancel (Z/2) only when
-# they reach the minimum: sorting full buckets to cancel them earlier saved 4-13% of the memory on
-# AlexNet and conv_2 and cost AlexNet 70% more time.
+# The working column is a priority queue of triangle keys: a radix heap (65 buckets by the
+# highest bit in which a key differs from the last minimum). Pushes are appends, and a key moves
+# down a few buckets in its life, instead of a binary heap's log(size) cache misses per pop (the
+# long columns hold hundreds of millions of keys). The pivot only grows, as a radix heap needs,
+# with one exception that is harmless: a stored column's coboundaries are pushed edge by edge,
+# and their entries below its pivot (which cancel in the sum) land below the minimum, always in
+# pairs; all copies of a key share a bucket, so such pairs cancel when their bucket is popped.
+# Pairs are cancelled (Z/2) only when they reach the minimum: sorting full buckets to cancel them
+# earlier saved 4-13% of the memory on AlexNet and conv_2 and cost AlexNet 70% more time.
 
 @_jit
 def _grow(B, b):
@@ -80,8 +82,8 @@ def _push(B, S, last, k):
 
 @_jit
 def _pivot(B, S, last):
-    """The smallest key of odd multiplicity (Z/2: pairs cancel), kept once in the queue with
-    everything below it removed; -1 when the column is zero."""
+    """The smallest key of odd multiplicity (Z/2: pairs cancel), kept once in the queue; -1
+    when the column is zero."""
     while True:
         if S[0] == 0:
             b = 1
@@ -103,6 +105,24 @@ def _pivot(B, S, last):
             S[0] = 1
             return last[0]
         S[0] = 0
+
+
+@_jit
+def _cancel(keys, s):
+    """Sort keys[:s] in place and keep the values of odd multiplicity once (Z/2); their count.
+    Without it an edge added twice to a column stays twice in the stored sum, and the sums
+    compound from column to column (a random graph of 3,341 edges stored lists of 965k)."""
+    keys[:s].sort()
+    out, q = 0, 0
+    while q < s:
+        q2 = q + 1
+        while q2 < s and keys[q2] == keys[q]:
+            q2 += 1
+        if (q2 - q) & 1:
+            keys[out] = keys[q]
+            out += 1
+        q = q2
+    return out
 
 
 @_jit
@@ -136,9 +156,9 @@ def _first_cofacet_mid(W, adj, R, u, v, r, tab):
         while both:
             x = (w << 6) + _low(both, tab)
             both &= both - np.uint64(1)
-            hi = max(R[u, x], R[v, x])
-            if hi < r and (best < 0 or hi < best):
-                best = hi
+            mid = max(R[u, x], R[v, x])
+            if mid < r and (best < 0 or mid < best):
+                best = mid
     return best
 
 
@@ -147,8 +167,8 @@ def run(m, ei, ej, order, tab):
     """Persistence pairs in dims 0 and 1 of the flag filtration of the m-vertex graph with
     edges ei-ej, whose filtration order is `order` (edge rank r is edge order[r]). Returns the
     ranks of the edges that end a component (dim 0), and dim 1's births and deaths as edge
-    ranks (death: the rank of the killing triangle's largest edge; -1 essential), and the
-    number of columns reduced."""
+    ranks (death: the rank of the killing triangle's largest edge; -1 essential), the number
+    of columns reduced and the number of edges their stored sums hold."""
     n_e = order.size
     W = (m + 63) >> 6
     R = np.full((m, m), _NONE, np.int32)
@@ -164,7 +184,6 @@ def run(m, ei, ej, order, tab):
     # apparent (zero-persistence) pair that no reduction can change
     now = np.zeros((m, W), np.uint64)
     parent = np.arange(m)
-    apparent = np.zeros(n_e, np.bool_)
     ends = np.empty(m, np.int64)
     n_ends = 0
     cols = np.empty(n_e, np.int64)
@@ -182,9 +201,7 @@ def run(m, ei, ej, order, tab):
                 if now[u, w] & now[v, w]:
                     hit = True
                     break
-            if hit:
-                apparent[r] = True
-            else:
+            if not hit:
                 cols[n_cols] = r
                 n_cols += 1
         _set(now, u, v)
@@ -229,8 +246,8 @@ def run(m, ei, ej, order, tab):
                     n_mine += 1
                     _add_coboundary(B, S, last, W, adj, R, ei[order[e2]], ej[order[e2]], e2, tab)
                 continue
-            hi = p >> 32
-            if apparent[hi] and _first_cofacet_mid(W, adj, R, ei[order[hi]], ej[order[hi]], hi, tab) == (p & 0xFFFFFFFF):
+            hi = p >> 32                     # the triangle's largest edge (never a tree edge)
+            if _first_cofacet_mid(W, adj, R, ei[order[hi]], ej[order[hi]], hi, tab) == (p & 0xFFFFFFFF):
                 if n_mine == mine.size:
                     grown = np.empty(2 * mine.size, np.int64)
                     grown[:n_mine] = mine
@@ -241,6 +258,7 @@ def run(m, ei, ej, order, tab):
                 continue
             births[n_pairs] = r
             deaths[n_pairs] = hi
+            n_mine = _cancel(mine, n_mine)    # store the column's edges mod 2, once each
             k = n_pairs
             n_pairs += 1
             owner[p] = k
@@ -253,4 +271,4 @@ def run(m, ei, ej, order, tab):
             break
         if deaths[n_pairs - 1] < 0:          # essential: no stored column, keep vstart flat
             vstart[n_pairs] = vstart[n_pairs - 1]
-    return ends[:n_ends], births[:n_pairs], deaths[:n_pairs], n_cols
+    return ends[:n_ends], births[:n_pairs], deaths[:n_pairs], n_cols, vstart[n_pairs]

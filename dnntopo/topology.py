@@ -101,27 +101,30 @@ def max_vertices(max_dim: int) -> int:
 #: Performance): (stage, seconds|bytes) -> (a, b, c) of y = exp(a) edges^b degree^c, where a
 #: stage's edges and degree (2 edges / vertices) are those of its input graph. Stages: the
 #: collapse (every pass); the reduction in dims 0-k of the graph as it is (directk) or once
-#: collapsed (afterk); ("collapse", "kept") is the share of the edges the collapse keeps.
+#: collapsed (afterk) by giotto-ph, and in dims 0-1 by dnntopo.lowdim (lowdim, either graph);
+#: ("collapse", "kept") is the share of the edges the collapse keeps.
 #: Fitted on 8 LeNet graphs of 13k-480k edges (scripts/calibration/lenet_measured.txt),
 #: AlexNet graphs of 2.0M-2.9M edges, conv_2's 13.9M and resnet18's 25M (extra_points.csv);
-#: dims 0-1 are dnntopo.lowdim's. An estimate, within 2.6x of the measured seconds and memory. `another_pass` may
+#: an estimate, within 2.6x of the measured seconds and memory. `another_pass` may
 #: stop the collapse earlier, leaving more edges to the reduction than the model's "kept"
 #: share (and saving more than that costs).
 COST = {
     ("collapse", "seconds"): (-19.513, 1.515, 0.088),
     ("collapse", "bytes"): (4.304, 1.666, -1.370),
-    ("direct1", "seconds"): (-16.841, 1.610, -0.724),
-    ("direct1", "bytes"): (5.217, 1.619, -1.236),
+    ("direct1", "seconds"): (-19.339, 1.653, -0.255),
+    ("direct1", "bytes"): (4.136, 1.344, -0.459),
     ("direct2", "seconds"): (-21.213, 1.972, -0.209),
     ("direct2", "bytes"): (0.208, 1.731, -0.508),
     ("direct3", "seconds"): (-18.656, 1.614, 0.664),
     ("direct3", "bytes"): (6.574, 0.819, 0.568),
-    ("after1", "seconds"): (-11.516, 0.955, -0.329),
-    ("after1", "bytes"): (5.372, 1.443, -0.696),
+    ("after1", "seconds"): (-12.540, 1.033, -0.422),
+    ("after1", "bytes"): (11.800, 0.389, 0.035),
     ("after2", "seconds"): (-15.903, 1.200, 0.693),
     ("after2", "bytes"): (9.946, 0.265, 1.231),
     ("after3", "seconds"): (-15.328, 0.990, 1.474),
     ("after3", "bytes"): (9.461, 0.543, 0.542),
+    ("lowdim", "seconds"): (-16.244, 1.537, -0.651),
+    ("lowdim", "bytes"): (5.140, 1.640, -1.274),
     ("collapse", "kept"): (-0.627, -0.054, -0.179),
 }
 
@@ -156,27 +159,34 @@ class Estimate:
         return f"about {took}, {self.bytes / 2**30:.3g} GiB"
 
 
-def estimate(m: int, n_edges: int, max_dim: int, collapse: bool, collapsed: bool = False) -> Estimate:
+def estimate(m: int, n_edges: int, max_dim: int, collapse: bool, collapsed: bool = False,
+             engine: str = "giotto") -> Estimate:
     """The cost model's seconds and peak memory for PH up to `max_dim` of a graph of `m`
     vertices (with edges) and `n_edges` edges, collapsed first or not (`collapsed`: the graph
-    is the collapse's output, only its reduction is left). Beyond the calibrated dimensions (3)
-    each further dimension multiplies the reduction by the mean degree."""
+    is the collapse's output, only its reduction is left), reduced by `engine` (or by
+    dnntopo.lowdim where `use_lowdim` says so). Beyond the calibrated dimensions (3) each
+    further dimension multiplies the reduction by the mean degree."""
     deg = 2.0 * n_edges / max(m, 1)
     base = 16.0 * n_edges                      # the edge arrays themselves (int32 x2, float32, index)
     k = min(max(max_dim, 1), 3)
     extra = max(0, max_dim - 3)
+
+    def reduction(stage, edges, degree):
+        if use_lowdim(engine, max_dim, m, int(edges)):
+            stage = "lowdim"
+        t, b = stage_cost(stage, edges, degree)
+        return t * degree ** extra, b * degree ** extra
     if collapsed:
-        t, b = stage_cost(f"after{k}", n_edges, deg)
-        return Estimate(t * deg ** extra, base + b * deg ** extra, True, int(n_edges))
+        t, b = reduction(f"after{k}", n_edges, deg)
+        return Estimate(t, base + b, True, int(n_edges))
     if not collapse:
-        t, b = stage_cost(f"direct{k}", n_edges, deg)
-        return Estimate(t * deg ** extra, base + b * deg ** extra, False, int(n_edges))
+        t, b = reduction(f"direct{k}", n_edges, deg)
+        return Estimate(t, base + b, False, int(n_edges))
     tc, bc = stage_cost("collapse", n_edges, deg)
     kept = min(1.0, _kept(n_edges, deg))
     e2 = max(1.0, kept * n_edges)
-    d2 = 2.0 * e2 / max(m, 1)
-    tr, br = stage_cost(f"after{k}", e2, d2)
-    return Estimate(tc + tr * d2 ** extra, base + max(bc, br * d2 ** extra), True, int(e2))
+    tr, br = reduction(f"after{k}", e2, 2.0 * e2 / max(m, 1))
+    return Estimate(tc + tr, base + max(bc, br), True, int(e2))
 
 
 def _kept(edges: float, degree: float) -> float:
@@ -184,7 +194,8 @@ def _kept(edges: float, degree: float) -> float:
     return float(np.exp(a + b * np.log(max(edges, 1.0)) + c * np.log(max(degree, 1e-3))))
 
 
-def use_collapse(collapse: str, max_dim: int, n_edges: int, m: int | None = None, limit: float = 0.0) -> bool:
+def use_collapse(collapse: str, max_dim: int, n_edges: int, m: int | None = None, limit: float = 0.0,
+                 engine: str = "giotto") -> bool:
     """Collapse first? `on`/`off` as asked; `auto`: when the cost model says the collapse and
     the reduction of the collapsed graph take less time than the reduction alone, or when only
     the collapsed path fits in `limit` bytes (graphs under AUTO_COLLAPSE_MIN_EDGES edges: never,
@@ -195,7 +206,8 @@ def use_collapse(collapse: str, max_dim: int, n_edges: int, m: int | None = None
         return False
     if not (m and COST):
         return max_dim >= 2
-    on, off = estimate(m, n_edges, max_dim, True), estimate(m, n_edges, max_dim, False)
+    on = estimate(m, n_edges, max_dim, True, engine=engine)
+    off = estimate(m, n_edges, max_dim, False, engine=engine)
     if not (np.isfinite(on.seconds) and np.isfinite(off.seconds)):   # no model: the measured rule
         return max_dim >= 2
     fit_on, fit_off = MEMORY_MARGIN * on.bytes <= limit, MEMORY_MARGIN * off.bytes <= limit
@@ -272,9 +284,10 @@ def edge_collapse(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, progress=
 
 
 def use_lowdim(engine: str, max_dim: int, m: int, n_edges: int) -> bool:
-    """Does dnntopo.lowdim reduce this graph? giotto's dims 0-1 (or 0) of dense graphs
-    (`lowdim.fits`) from LOWDIM_MIN_EDGES edges; ripser.py stays itself (the reference)."""
-    return engine == "giotto" and max_dim <= 1 and n_edges >= LOWDIM_MIN_EDGES and lowdim.fits(m, n_edges)
+    """Does dnntopo.lowdim reduce this graph? giotto's dims 0-1 of dense graphs (`lowdim.fits`)
+    from LOWDIM_MIN_EDGES edges; dim 0 alone stays giotto-ph's (a union-find, without lowdim's
+    dense m x m ranks), and ripser.py stays itself (the reference)."""
+    return engine == "giotto" and max_dim == 1 and n_edges >= LOWDIM_MIN_EDGES and lowdim.fits(m, n_edges)
 
 
 def _backend_call(backend: str, m: int, i, j, d, max_dim: int, threads: int) -> list:
@@ -315,11 +328,11 @@ def memory_limit(max_memory_gb: float = 0.0) -> float:
 
 
 def preflight(m: int, n_edges: int, max_dim: int, collapse: bool, limit: float,
-              collapsed: bool = False) -> Estimate:
+              collapsed: bool = False, engine: str = "giotto") -> Estimate:
     """The estimate of a graph's PH, refused in one line (with the numbers and the ways out)
     when MEMORY_MARGIN times its memory exceeds `limit` bytes (0: no limit). `collapsed`: the
     check again once the collapse has said how many edges are left, before the reduction."""
-    est = estimate(m, n_edges, max_dim, collapse, collapsed)
+    est = estimate(m, n_edges, max_dim, collapse, collapsed, engine)
     what = "the reduction of the collapsed graph" if collapsed else "PH of this graph"
     if limit and MEMORY_MARGIN * est.bytes > limit:
         raise UserError(
@@ -367,10 +380,8 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
         sizes = np.bincount(labels, minlength=n_comp)
         info.update(n_components=int(n_comp))
         batches = list(_batches(labels, sizes, max_vertices(max_dim), max_dim))
-        # dims 0-1 by dnntopo.lowdim: its apparent pairs already skip what a collapse would remove
-        collapsing = (collapse == "on" if use_lowdim(engine, max_dim, m, ci.size)
-                      else use_collapse(collapse, max_dim, ci.size, m, max_bytes))
-        est = preflight(m, ci.size, max_dim, collapsing, max_bytes) if COST else None
+        collapsing = use_collapse(collapse, max_dim, ci.size, m, max_bytes, engine)
+        est = preflight(m, ci.size, max_dim, collapsing, max_bytes, engine=engine) if COST else None
         if est is not None:
             info.update(estimate_seconds=est.seconds, estimate_bytes=est.bytes)
             if progress is not None:
@@ -379,7 +390,7 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
         if collapsing:
             ci, cj, d = edge_collapse(m, ci, cj, d, progress=progress, max_dim=max_dim)
             if COST:   # the model's share of edges kept is rough on dense graphs: check again
-                est = preflight(m, ci.size, max_dim, True, max_bytes, collapsed=True)
+                est = preflight(m, ci.size, max_dim, True, max_bytes, collapsed=True, engine=engine)
                 info.update(estimate_reduction_seconds=est.seconds, estimate_reduction_bytes=est.bytes)
                 if progress is not None:
                     progress(f"PH estimate after the collapse: {est.text()}")

@@ -104,11 +104,56 @@ def test_real_epoch_gives_giottos_diagrams(real_edges):
 
 
 def test_persistence_takes_it_only_for_dense_dims_0_1():
-    """ripser.py stays ripser.py; dims 2 and small or sparse graphs go to the engine asked."""
+    """ripser.py stays ripser.py; dim 0 alone, dims 2 and small or sparse graphs go to the
+    engine asked."""
     assert topology.use_lowdim("giotto", 1, 4682, 2_906_150)
-    assert topology.use_lowdim("giotto", 0, 4682, 2_906_150)
+    assert not topology.use_lowdim("giotto", 0, 4682, 2_906_150)          # a union-find: giotto-ph
     assert not topology.use_lowdim("ripser", 1, 4682, 2_906_150)
     assert not topology.use_lowdim("giotto", 2, 4682, 2_906_150)
     assert not topology.use_lowdim("giotto", 1, 100, 1000)            # small: giotto-ph at once
     assert not topology.use_lowdim("giotto", 1, 100_000, 500_000)     # sparse: 40 GB of ranks
-    assert lowdim.nbytes(1000, 0) == 4 * 10**6 + 2 * 1000 * 16 * 8
+    assert not lowdim.fits(70_000, 2**31)                              # beyond int32 ranks
+
+
+def random_graph(seed, n, p, zero_share=0.0):
+    """A random graph with random weights (no metric behind them), some at distance 0."""
+    rng = np.random.default_rng(seed)
+    iu, ju = np.triu_indices(n, 1)
+    keep = rng.random(iu.size) < p
+    d = rng.random(int(keep.sum())).astype(np.float32)
+    d[rng.random(d.size) < zero_share] = 0.0
+    return iu[keep].astype(np.int32), ju[keep].astype(np.int32), d
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_weighted_graphs_give_ripsers_diagrams(seed):
+    """Weights that satisfy no triangle inequality, zero-distance edges, and vertices with no
+    edge at all (each its own essential component), passed as they are."""
+    n = 40 + 10 * seed
+    i, j, d = random_graph(seed, n, 0.1 + 0.1 * (seed % 4), zero_share=0.05)
+    n_all = n + 3                                # three vertices without edges
+    ours, ref = lowdim.diagrams(n_all, i, j, d), reference(n_all, i, j, d)
+    assert same(ours[0], ref[0]) and same(ours[1], ref[1]) and len(ref[1]) > 0
+
+
+def test_long_reductions_stay_small():
+    """A random weighted graph whose columns are reduced by many stored columns: the stored
+    sums are kept mod 2 (without that, this graph stored lists of 965k edges and ran out of
+    memory), and the diagrams are ripser.py's."""
+    i, j, d = random_graph(7, 150, 0.3)
+    info = {}
+    ours = lowdim.diagrams(150, i, j, d, info)
+    ref = reference(150, i, j, d)
+    assert info["dim1_columns"] > 100 and same(ours[0], ref[0]) and same(ours[1], ref[1])
+    assert info["dim1_stored"] < 100 * info["dim1_columns"]      # it was 4.5M edges in all
+
+
+def test_dim_0_alone_and_bad_indices():
+    """Dim 0 alone stays giotto-ph's (no m x m ranks for a union-find); an edge naming a vertex
+    outside 0..m-1 is refused rather than read out of bounds."""
+    i, j, d = random_graph(8, 200, 0.3)
+    info = {}
+    dg = topology.persistence(200, i, j, d, 0, engine="giotto", info=info)
+    assert "engine" not in info and same(dg[0], reference(200, i, j, d)[0])
+    with pytest.raises(ValueError, match="outside"):
+        lowdim.diagrams(2, np.array([0, 1]), np.array([1, 2]), np.array([0.1, 0.2], np.float32))

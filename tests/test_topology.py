@@ -133,15 +133,25 @@ def test_preflight_estimate_by_hand_and_refusal(monkeypatch):
         ("direct1", "seconds"): (log(1e-6), 1.0, 1.0), ("direct1", "bytes"): (log(100.0), 1.0, 0.0),
         ("collapse", "seconds"): (log(1e-9), 1.0, 2.0), ("collapse", "bytes"): (log(50.0), 1.0, 0.0),
         ("collapse", "kept"): (log(0.1), 0.0, 0.0),
-        ("after1", "seconds"): (log(1e-6), 1.0, 1.0), ("after1", "bytes"): (log(100.0), 1.0, 0.0)})
-    est = topology.estimate(100, 5000, 1, collapse=False)       # degree 100
+        ("after1", "seconds"): (log(1e-6), 1.0, 1.0), ("after1", "bytes"): (log(100.0), 1.0, 0.0),
+        ("lowdim", "seconds"): (log(1e-7), 1.0, 0.0), ("lowdim", "bytes"): (log(1000.0), 1.0, 0.0)})
+    est = topology.estimate(100, 5000, 1, collapse=False, engine="ripser")       # degree 100
     assert np.isclose(est.seconds, 1e-6 * 5000 * 100) and np.isclose(est.bytes, 16 * 5000 + 100 * 5000)
-    est = topology.estimate(100, 5000, 1, collapse=True)        # 500 edges left, degree 10
+    est = topology.estimate(100, 5000, 1, collapse=True, engine="ripser")        # 500 edges left, degree 10
     assert est.edges_after == 500
     assert np.isclose(est.seconds, 1e-9 * 5000 * 100 ** 2 + 1e-6 * 500 * 10)
     assert np.isclose(est.bytes, 16 * 5000 + max(50 * 5000, 100 * 500))
     # auto follows the model: collapsing costs 0.05 + 0.005 s against 0.5 s directly
-    assert topology.use_collapse("auto", 1, 5000, 100) and not topology.use_collapse("off", 1, 5000, 100)
+    assert topology.use_collapse("auto", 1, 5000, 100, engine="ripser")
+    assert not topology.use_collapse("off", 1, 5000, 100, engine="ripser")
+    # giotto's dims 0-1 of this dense graph are dnntopo.lowdim's (its own stage): 0.0005 s
+    # directly, so auto does not collapse; the 500 edges left would go to giotto-ph (after1)
+    est = topology.estimate(100, 5000, 1, collapse=False)
+    assert np.isclose(est.seconds, 1e-7 * 5000) and np.isclose(est.bytes, 16 * 5000 + 1000 * 5000)
+    assert np.isclose(topology.estimate(100, 5000, 1, collapse=True).seconds, 1e-9 * 5000 * 100 ** 2 + 1e-6 * 500 * 10)
+    assert not topology.use_collapse("auto", 1, 5000, 100)
+    # ... unless only the collapsed path fits the memory limit (0.33 MB against 5.1 MB)
+    assert topology.use_collapse("auto", 1, 5000, 100, limit=topology.MEMORY_MARGIN * (16 * 5000 + 50 * 5000) + 1)
     rng = np.random.default_rng(0)
     p = rng.standard_normal((120, 3))
     i, j, v = sparse_edges(points_distance(p, 8.0), 0.5)
