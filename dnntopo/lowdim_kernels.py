@@ -108,6 +108,17 @@ def _pivot(B, S, last):
 
 
 @_jit
+def _append(arr, n, x):
+    """arr[n] = x, doubling arr first when full; the array to keep."""
+    if n == arr.size:
+        grown = np.empty(2 * arr.size, arr.dtype)
+        grown[:n] = arr
+        arr = grown
+    arr[n] = x
+    return arr
+
+
+@_jit
 def _cancel(keys, s):
     """Sort keys[:s] in place and keep the values of odd multiplicity once (Z/2); their count.
     Without it an edge added twice to a column stays twice in the stored sum, and the sums
@@ -238,21 +249,13 @@ def run(m, ei, ej, order, tab):
                 k = owner[p]
                 for q in range(vstart[k], vstart[k + 1]):
                     e2 = vflat[q]
-                    if n_mine == mine.size:
-                        grown = np.empty(2 * mine.size, np.int64)
-                        grown[:n_mine] = mine
-                        mine = grown
-                    mine[n_mine] = e2
+                    mine = _append(mine, n_mine, e2)
                     n_mine += 1
                     _add_coboundary(B, S, last, W, adj, R, ei[order[e2]], ej[order[e2]], e2, tab)
                 continue
             hi = p >> 32                     # the triangle's largest edge (never a tree edge)
             if _first_cofacet_mid(W, adj, R, ei[order[hi]], ej[order[hi]], hi, tab) == (p & 0xFFFFFFFF):
-                if n_mine == mine.size:
-                    grown = np.empty(2 * mine.size, np.int64)
-                    grown[:n_mine] = mine
-                    mine = grown
-                mine[n_mine] = hi
+                mine = _append(mine, n_mine, hi)
                 n_mine += 1
                 _add_coboundary(B, S, last, W, adj, R, ei[order[hi]], ej[order[hi]], hi, tab)
                 continue
