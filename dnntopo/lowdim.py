@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnntopo.collapse import _DEBRUIJN, HAVE_NUMBA
+from dnntopo.collapse import _DEBRUIJN, fits as collapse_fits
 
 
 #: Edge ranks are int32 (the largest is the "no edge" mark) and keys pack two of them in 64 bits.
@@ -24,10 +24,10 @@ MAX_EDGES = 2**31 - 2
 
 
 def fits(m: int, n_edges: int) -> bool:
-    """Dense enough for the bit rows? The m x m int32 ranks must stay within 128 bytes an edge
-    or 256 MiB (the density rule of dnntopo.collapse.fits), and the edges within int32 ranks;
-    without numba, no graph."""
-    return HAVE_NUMBA and n_edges <= MAX_EDGES and 4 * m * m <= max(128 * n_edges, 2**28)
+    """Dense enough for the bit rows? The m x m int32 ranks and two bit matrices are the
+    collapse's own memory (`dnntopo.collapse.fits`: within 128 bytes an edge or 256 MiB; without
+    numba, no graph), and the edges must fit int32 ranks."""
+    return n_edges <= MAX_EDGES and collapse_fits(m, n_edges)
 
 
 def diagrams(m: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, info: dict | None = None) -> list[np.ndarray]:

@@ -1,23 +1,10 @@
 """The compiled kernels of dnntopo.lowdim (numba), imported on first use so that a process
 that never computes dims 0-1 this way does not pay numba's import."""
-import numba as nb
 import numpy as np
 
-_jit = nb.njit(cache=True, nogil=True)
-_inline = nb.njit(cache=True, inline="always")
+from dnntopo.collapse_kernels import _inline, _jit, _low, _set   # the bit-row helpers
 
 _NONE = np.int32(2**31 - 1)         # rank of a missing edge in the dense rank matrix
-
-
-@_inline
-def _low(x, tab):
-    """Index of the lowest set bit of a nonzero uint64."""
-    return tab[((x ^ (x - np.uint64(1))) * np.uint64(0x03f79d71b4cb0a89)) >> np.uint64(58)]
-
-
-@_inline
-def _set(A, x, c):
-    A[x, c >> 6] |= np.uint64(1) << np.uint64(c & 63)
 
 
 @_jit
@@ -30,26 +17,12 @@ def _find(parent, a):
 
 @_inline
 def _bitlen(x):
-    """Number of bits of a uint64 (0 for 0)."""
+    """Number of bits of a uint64 (0 for 0), by halving."""
     n = 0
-    if x >> np.uint64(32):
-        x >>= np.uint64(32)
-        n += 32
-    if x >> np.uint64(16):
-        x >>= np.uint64(16)
-        n += 16
-    if x >> np.uint64(8):
-        x >>= np.uint64(8)
-        n += 8
-    if x >> np.uint64(4):
-        x >>= np.uint64(4)
-        n += 4
-    if x >> np.uint64(2):
-        x >>= np.uint64(2)
-        n += 2
-    if x >> np.uint64(1):
-        x >>= np.uint64(1)
-        n += 1
+    for shift in (32, 16, 8, 4, 2, 1):
+        if x >> np.uint64(shift):
+            x >>= np.uint64(shift)
+            n += shift
     return n + int(x)
 
 

@@ -396,25 +396,24 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
                     progress(f"PH estimate after the collapse: {est.text()}")
         info.update(collapsed_edges=int(ci.size), seconds_collapse=time.perf_counter() - t0)
         t0 = time.perf_counter()
-        if use_lowdim(engine, max_dim, m, ci.size):
-            if progress is not None:
-                progress(f"reduction (dnntopo.lowdim, dims 0-{max_dim}, {ci.size} edges)")
-            for k, dg in enumerate(lowdim.diagrams(m, ci, cj, d, info)[:max_dim + 1]):
+        lowdim_here = use_lowdim(engine, max_dim, m, ci.size)
+        if progress is not None:
+            progress(f"reduction ({'dnntopo.lowdim' if lowdim_here else engine}, dims 0-{max_dim}, {ci.size} edges)")
+        if lowdim_here:     # one call for the whole graph: no simplex index, no batches
+            for k, dg in enumerate(lowdim.diagrams(m, ci, cj, d, info)):
                 dgms[k].append(dg)
             info.update(engine="lowdim", threads=1)     # single-threaded: the log line says so
-            batches = []
-        elif progress is not None:
-            progress(f"reduction ({engine}, dims 0-{max_dim}, {ci.size} edges)")
-        for batch in batches:
-            if len(batch) == n_comp:
-                size, vi, vj, vd = m, ci, cj, d
-            else:
-                inb = np.isin(labels, batch)
-                local = np.cumsum(inb) - 1
-                keep = inb[ci]
-                size, vi, vj, vd = int(inb.sum()), local[ci[keep]], local[cj[keep]], d[keep]
-            for k, dg in enumerate(_backend_call(engine, size, vi, vj, vd, max_dim, threads)):
-                dgms[k].append(dg)
+        else:
+            for batch in batches:
+                if len(batch) == n_comp:
+                    size, vi, vj, vd = m, ci, cj, d
+                else:
+                    inb = np.isin(labels, batch)
+                    local = np.cumsum(inb) - 1
+                    keep = inb[ci]
+                    size, vi, vj, vd = int(inb.sum()), local[ci[keep]], local[cj[keep]], d[keep]
+                for k, dg in enumerate(_backend_call(engine, size, vi, vj, vd, max_dim, threads)):
+                    dgms[k].append(dg)
         info.update(seconds_reduction=time.perf_counter() - t0)
     out = []
     for parts in dgms:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 FMNIST = Path(os.environ.get("DNNTOPO_FMNIST", "/usr/share/datasets/fashion-mnist"))
@@ -50,3 +51,13 @@ def copy_run(src, dst):
 def module_run(trained_run, tmp_path_factory):
     """This test module's own copy of the trained run."""
     return copy_run(trained_run, tmp_path_factory.mktemp("run") / "lenet_fashion_mnist" / "trial_0")
+
+
+def epoch_edges(run, max_distance):
+    """The functional graph of epoch 2 of a real LeNet run (400 samples, edges up to
+    `max_distance`): (n_nodes, i, j, distance)."""
+    from dnntopo import storage
+    dnntopo("-q", "topology", "--run", run, "--epochs", "2", "--samples", "400", "--max-dim", "0",
+            "--max-distance", str(max_distance), check=True)
+    ep = storage.read_epoch(storage.Run(run).epoch_file(2), edges=True)
+    return (int(ep["attrs"]["n_nodes"]), *(np.asarray(x) for x in ep["edges"]))

@@ -6,8 +6,8 @@ import pytest
 import scipy.sparse as sp
 from ripser import ripser
 
-from conftest import dnntopo
-from dnntopo import collapse, storage, topology
+from conftest import epoch_edges
+from dnntopo import collapse, topology
 
 
 def cloud_edges(seed, n, dim, t, ties=False):
@@ -72,10 +72,7 @@ def test_one_pass_gives_gudhis_edges_and_times(seed, n, t):
 @pytest.fixture(scope="module")
 def real_edges(module_run):
     """The functional graph of a real LeNet epoch (400 samples, distance <= 0.45)."""
-    dnntopo("-q", "topology", "--run", module_run, "--epochs", "2", "--samples", "400", "--max-dim", "0",
-            "--max-distance", "0.45", check=True)
-    ep = storage.read_epoch(storage.Run(module_run).epoch_file(2), edges=True)
-    return (int(ep["attrs"]["n_nodes"]), *(np.asarray(x) for x in ep["edges"]))
+    return epoch_edges(module_run, 0.45)
 
 
 @pytest.mark.parametrize("dense", [True, False])

@@ -7,8 +7,8 @@ import scipy.sparse as sp
 from gph import ripser_parallel
 from ripser import ripser
 
-from conftest import dnntopo
-from dnntopo import lowdim, storage, topology
+from conftest import epoch_edges
+from dnntopo import lowdim, topology
 
 
 def cloud_edges(seed, n, dim, quantile, ties):
@@ -81,10 +81,7 @@ def test_hand_worked_square():
 @pytest.fixture(scope="module")
 def real_edges(module_run):
     """The functional graph of a real LeNet epoch (400 samples, distance <= 0.5)."""
-    dnntopo("-q", "topology", "--run", module_run, "--epochs", "2", "--samples", "400", "--max-dim", "0",
-            "--max-distance", "0.5", check=True)
-    ep = storage.read_epoch(storage.Run(module_run).epoch_file(2), edges=True)
-    return (int(ep["attrs"]["n_nodes"]), *(np.asarray(x) for x in ep["edges"]))
+    return epoch_edges(module_run, 0.5)
 
 
 def test_real_epoch_gives_giottos_diagrams(real_edges):
