@@ -23,29 +23,68 @@ from dnntopo.collapse import _DEBRUIJN, fits as collapse_fits
 MAX_EDGES = 2**31 - 2
 
 
-def fits(m: int, n_edges: int) -> bool:
+def key_bits(m: int, n_edges: int) -> tuple[int, int]:
+    """Bits of an edge rank and of a vertex index in dim 2's tetrahedron keys (rank, rank, vertex)."""
+    return max(1, int(n_edges - 1).bit_length()), max(1, int(m - 1).bit_length())
+
+
+def fits(m: int, n_edges: int, max_dim: int = 1) -> bool:
     """Dense enough for the bit rows? The m x m int32 ranks and two bit matrices are the
     collapse's own memory (`dnntopo.collapse.fits`: within 128 bytes an edge or 256 MiB; without
-    numba, no graph), and the edges must fit int32 ranks."""
-    return n_edges <= MAX_EDGES and collapse_fits(m, n_edges)
+    numba, no graph), and the edges must fit int32 ranks; dim 2's tetrahedron keys must fit 63
+    bits (AlexNet's 2.9M edges on 4,682 vertices: 57; resnet18's 25M on 20,871: 65, no)."""
+    if max_dim >= 3 or not (n_edges <= MAX_EDGES and collapse_fits(m, n_edges)):
+        return False
+    br, bv = key_bits(m, n_edges)
+    return max_dim < 2 or 2 * br + bv <= 63
 
 
-def diagrams(m: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, info: dict | None = None) -> list[np.ndarray]:
-    """Diagrams of dims 0 and 1 (float64 (k, 2), birth and death, inf when essential) of the
-    flag filtration of the graph of `m` vertices with edges i-j at filtration values d, as
-    ripser.py gives them (pairs of zero persistence left out; every vertex is born at 0). The
-    edges are a simple graph, as dnntopo.graph makes them: each pair once, no loops."""
+def _blocks(n_e: int, threads: int) -> np.ndarray:
+    """Blocks of edge ranks for dim 2's triangle pass, about equal in triangles (which grow
+    about as the square of the rank: an edge's link fills as the graph does); eight per thread
+    so that numba's threads share them as they finish."""
+    k = max(1, 8 * threads)
+    return np.unique((np.sqrt(np.linspace(0.0, 1.0, k + 1)) * n_e).astype(np.int64))
+
+
+def diagrams(m: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, info: dict | None = None,
+             max_dim: int = 1, threads: int = 1) -> list[np.ndarray]:
+    """Diagrams of dims 0..max_dim (1 or 2; float64 (k, 2), birth and death, inf when essential)
+    of the flag filtration of the graph of `m` vertices with edges i-j at filtration values d,
+    as ripser.py gives them (pairs of zero persistence left out; every vertex is born at 0).
+    The edges are a simple graph, as dnntopo.graph makes them: each pair once, no loops. Dim
+    2's pass over the triangles runs on `threads` of numba's threads."""
     d = np.asarray(d, dtype=np.float32)
+    if not 1 <= max_dim <= 2:
+        raise ValueError(f"lowdim: dims 0-1 or 0-2, not 0-{max_dim}")
     if d.size > MAX_EDGES:
         raise ValueError(f"lowdim: {d.size} edges, at most {MAX_EDGES} (int32 ranks)")
     if d.size and (min(np.min(i), np.min(j)) < 0 or max(np.max(i), np.max(j)) >= m):
         raise ValueError(f"lowdim: a vertex index outside 0..{m - 1}")
+    br, bv = key_bits(m, d.size)
+    if max_dim == 2 and 2 * br + bv > 63:
+        raise ValueError(f"lowdim: dim 2's keys need {2 * br + bv} bits, more than 63")
     # the filtration order as a permutation (4 bytes an edge): the edges stay in one copy
     order = np.argsort(d, kind="stable").astype(np.int32)
+    births2 = deaths2 = np.empty(0, np.int64)
     if order.size:
-        from dnntopo.lowdim_kernels import run
-        ends, births, deaths, n_cols, stored = run(int(m), np.ascontiguousarray(i, dtype=np.int32),
-                                           np.ascontiguousarray(j, dtype=np.int32), order, _DEBRUIJN)
+        from dnntopo import lowdim_kernels as k
+        i = np.ascontiguousarray(i, dtype=np.int32)
+        j = np.ascontiguousarray(j, dtype=np.int32)
+        R, adj = k.tables(int(m), i, j, order)
+        ends, births, deaths, n_cols, stored, pivots = k.run(int(m), i, j, order, R, adj, _DEBRUIJN)
+        if max_dim == 2:
+            import numba
+            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+            cols, n_tri = k.triangle_columns(int(m), i, j, order, _blocks(order.size, threads), R, _DEBRUIJN)
+            cols = np.setdiff1d(cols, pivots)[::-1]     # dim 1's reduced pivots cleared; last first
+            cols = np.ascontiguousarray(cols)
+            first = k.reduce_apparent(int(m), i, j, order, R, adj, cols, br, bv, _DEBRUIJN, 8 * max(1, threads))
+            births2, deaths2, stored2, again = k.run2(int(m), i, j, order, R, adj, cols, br, bv, _DEBRUIJN, *first)
+            if info is not None:
+                info.update(dim2_triangles=int(n_tri), dim2_columns=int(cols.size), dim2_stored=int(stored2),
+                            dim2_again=int(again))
+        del R, adj
     else:
         ends = births = deaths = np.empty(0, np.int64)
         n_cols = stored = 0
@@ -54,6 +93,8 @@ def diagrams(m: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, info: dict | N
     dg0 = np.zeros((m, 2))                    # edge ranks to values: d[order[rank]]
     dg0[:ends.size, 1] = d[order[ends]]
     dg0[ends.size:, 1] = np.inf               # one essential class per component
-    dg1 = np.column_stack([d[order[births]].astype(np.float64),
-                           np.where(deaths >= 0, d[order[np.maximum(deaths, 0)]], np.inf)])
-    return [dg[dg[:, 1] > dg[:, 0]] for dg in (dg0, dg1)]
+    out = [dg0]
+    for b, e in ((births, deaths), (births2, deaths2))[:max_dim]:
+        out.append(np.column_stack([d[order[b]].astype(np.float64),
+                                    np.where(e >= 0, d[order[np.maximum(e, 0)]], np.inf)]))
+    return [dg[dg[:, 1] > dg[:, 0]] for dg in out]

@@ -1,10 +1,12 @@
 """The compiled kernels of dnntopo.lowdim (numba), imported on first use so that a process
 that never computes dims 0-1 this way does not pay numba's import."""
+import numba as nb
 import numpy as np
 
-from dnntopo.collapse_kernels import _inline, _jit, _low, _set   # the bit-row helpers
+from dnntopo.collapse_kernels import _clear, _has, _inline, _jit, _low, _set   # the bit-row helpers
 
 _NONE = np.int32(2**31 - 1)         # rank of a missing edge in the dense rank matrix
+_WITNESSES = 4                      # dim 2's triangle pass: vertices tried before a row scan
 
 
 @_jit
@@ -147,22 +149,32 @@ def _first_cofacet_mid(W, adj, R, u, v, r, tab):
 
 
 @_jit
-def run(m, ei, ej, order, tab):
-    """Persistence pairs in dims 0 and 1 of the flag filtration of the m-vertex graph with
-    edges ei-ej, whose filtration order is `order` (edge rank r is edge order[r]). Returns the
-    ranks of the edges that end a component (dim 0), and dim 1's births and deaths as edge
-    ranks (death: the rank of the killing triangle's largest edge; -1 essential), the number
-    of columns reduced and the number of edges their stored sums hold."""
-    n_e = order.size
+def tables(m, ei, ej, order):
+    """The dense m x m edge ranks (R[u, v] = rank of edge uv, _NONE when absent) and the
+    adjacency as bit rows, shared by every dimension."""
     W = (m + 63) >> 6
     R = np.full((m, m), _NONE, np.int32)
     adj = np.zeros((m, W), np.uint64)
-    for r in range(n_e):
+    for r in range(order.size):
         u, v = ei[order[r]], ej[order[r]]
         R[u, v] = r
         R[v, u] = r
         _set(adj, u, v)
         _set(adj, v, u)
+    return R, adj
+
+
+@_jit
+def run(m, ei, ej, order, R, adj, tab):
+    """Persistence pairs in dims 0 and 1 of the flag filtration of the m-vertex graph with
+    edges ei-ej, whose filtration order is `order` (edge rank r is edge order[r]). Returns the
+    ranks of the edges that end a component (dim 0), and dim 1's births and deaths as edge
+    ranks (death: the rank of the killing triangle's largest edge; -1 essential), the number
+    of columns reduced, the number of edges their stored sums hold, and the triangles that
+    are the pivots of reduced columns (the apparent pairs' are known without a list): dim 2
+    clears them."""
+    n_e = order.size
+    W = (m + 63) >> 6
     # dim 0 (union-find) and the apparent pairs of dim 1, in filtration order: an edge with a
     # common neighbour through two earlier edges is the largest edge of its first cofacet, an
     # apparent (zero-persistence) pair that no reduction can change
@@ -247,4 +259,320 @@ def run(m, ei, ej, order, tab):
             break
         if deaths[n_pairs - 1] < 0:          # essential: no stored column, keep vstart flat
             vstart[n_pairs] = vstart[n_pairs - 1]
-    return ends[:n_ends], births[:n_pairs], deaths[:n_pairs], n_cols, vstart[n_pairs]
+    pivots = np.empty(len(owner), np.int64)
+    q = 0
+    for p in owner.keys():
+        pivots[q] = p
+        q += 1
+    return ends[:n_ends], births[:n_pairs], deaths[:n_pairs], n_cols, vstart[n_pairs], pivots
+
+
+# Dimension 2. A triangle is keyed as in dim 1, (largest edge rank r, middle rank); a
+# tetrahedron uvxy whose largest edge is uv (rank r) by (r, M, z): M the larger of the middle
+# ranks of its triangles uvx and uvy, z the third vertex of the other one, packed in BR + BR + BV
+# bits (`lowdim.fits` checks they fit 63). Any order refining the filtration gives the same
+# diagrams; this one makes the apparent pairs easy to see: a triangle uvx (middle rank mx) and
+# a tetrahedron of the same largest edge uv are an apparent pair exactly when some y, adjacent
+# to u, v and x by edges before uv, has its middle rank (on uv) below mx; the triangle with the
+# smallest middle rank on uv is the dim-1 apparent pair of uv's edge (cleared).
+
+@_inline
+def _third(ei, ej, order, u, v, e):
+    """The end of edge rank e that is neither u nor v (e shares one vertex with uv)."""
+    a = ei[order[e]]
+    return ej[order[e]] if a == u or a == v else a
+
+
+@_inline
+def _key6(a, b, c, d, ab, ac, ad, bc, bd, cd, BR, BV):
+    """Key of the tetrahedron abcd from its six edge ranks (see above)."""
+    hi = max(max(max(ab, ac), max(ad, bc)), max(bd, cd))
+    if hi == ab:
+        s, t, ms, mt = c, d, max(ac, bc), max(ad, bd)
+    elif hi == cd:
+        s, t, ms, mt = a, b, max(ac, ad), max(bc, bd)
+    elif hi == ac:
+        s, t, ms, mt = b, d, max(ab, bc), max(ad, cd)
+    elif hi == bd:
+        s, t, ms, mt = a, c, max(ab, ad), max(bc, cd)
+    elif hi == ad:
+        s, t, ms, mt = b, c, max(ab, bd), max(ac, cd)
+    else:
+        s, t, ms, mt = a, d, max(ab, ac), max(bd, cd)
+    if ms > mt:
+        big, z = ms, t
+    else:
+        big, z = mt, s
+    return (np.int64(hi) << (BR + BV)) | (np.int64(big) << BV) | np.int64(z)
+
+
+@_jit
+def _add_coboundary2(B, S, last, W, adj, R, ei, ej, order, t, BR, BV, tab):
+    """Push the cofacets of triangle t (key (r << 32) | mid): tetrahedra uvxy for the y
+    adjacent to all three."""
+    r = t >> 32
+    u, v = ei[order[r]], ej[order[r]]
+    x = _third(ei, ej, order, u, v, t & 0xFFFFFFFF)
+    ux, vx = R[u, x], R[v, x]
+    for w in range(W):
+        all3 = adj[u, w] & adj[v, w] & adj[x, w]
+        while all3:
+            y = (w << 6) + _low(all3, tab)
+            all3 &= all3 - np.uint64(1)
+            _push(B, S, last, _key6(u, v, x, y, r, ux, R[u, y], vx, R[v, y], R[x, y], BR, BV))
+
+
+@_jit
+def _apparent_tetra(W, adj, R, ei, ej, order, key, BR, BV, tab):
+    """The triangle key of the apparent pair that tetrahedron `key` is in, or -1: its largest
+    facet uvx (middle rank M) has it as its smallest cofacet when z is the smallest vertex y
+    adjacent to u, v and x with middle rank (on uv) below M and edge xy before uv."""
+    r = key >> (BR + BV)
+    big = (key >> BV) & ((np.int64(1) << BR) - 1)
+    z = key & ((np.int64(1) << BV) - 1)
+    u, v = ei[order[r]], ej[order[r]]
+    x = _third(ei, ej, order, u, v, big)
+    for w in range(W):
+        all3 = adj[u, w] & adj[v, w] & adj[x, w]
+        while all3:
+            y = (w << 6) + _low(all3, tab)
+            all3 &= all3 - np.uint64(1)
+            if R[u, y] < big and R[v, y] < big and R[x, y] < r:
+                return (r << 32) | big if y == z else np.int64(-1)
+    return np.int64(-1)
+
+
+@_jit
+def _triangle_block(m, ei, ej, order, r0, r1, R, tab):
+    """The triangles whose largest edge has a rank in [r0, r1) that are in no apparent pair
+    (dim 2's columns, with the dim-1 pivots of reduced columns among them), and the number of
+    triangles seen. The bit rows `now` hold the edges before the current one, so a triangle's
+    check is one pass over the AND of three rows that stops at the first witness."""
+    W = (m + 63) >> 6
+    now = np.zeros((m, W), np.uint64)
+    for r in range(r1):
+        u, v = ei[order[r]], ej[order[r]]
+        _set(now, u, v)
+        _set(now, v, u)
+    link = np.empty(W, np.uint64)
+    mid = np.empty(m, np.int64)
+    wit = np.empty(_WITNESSES, np.int64)     # the link's first vertices by middle rank
+    out = np.empty(64, np.int64)
+    n_out = 0
+    n_tri = 0
+    for r in range(r1 - 1, r0 - 1, -1):
+        u, v = ei[order[r]], ej[order[r]]
+        _clear(now, u, v)
+        _clear(now, v, u)
+        n_wit = 0
+        for w in range(W):              # the link of uv before it: its triangles
+            both = now[u, w] & now[v, w]
+            link[w] = both
+            while both:
+                x = (w << 6) + _low(both, tab)
+                both &= both - np.uint64(1)
+                mx = max(R[u, x], R[v, x])
+                mid[x] = mx
+                n_tri += 1
+                if n_wit < _WITNESSES or mx < mid[wit[n_wit - 1]]:   # insert, sorted by rank
+                    q = min(n_wit, _WITNESSES - 1)
+                    while q > 0 and mid[wit[q - 1]] > mx:
+                        wit[q] = wit[q - 1]
+                        q -= 1
+                    wit[q] = x
+                    n_wit = min(n_wit + 1, _WITNESSES)
+        if n_wit == 0:
+            continue
+        x0 = wit[0]
+        for w in range(W):
+            bits = link[w]
+            while bits:
+                x = (w << 6) + _low(bits, tab)
+                bits &= bits - np.uint64(1)
+                if x == x0:             # dim 1's apparent pair with edge uv: cleared
+                    continue
+                mx = mid[x]
+                hit = False
+                for q in range(n_wit):  # the witnesses first: their rows stay in cache
+                    y = wit[q]
+                    if mid[y] >= mx:
+                        break
+                    if _has(now, y, x):
+                        hit = True
+                        break
+                if not hit:
+                    for w2 in range(W):
+                        c = link[w2] & now[x, w2]
+                        while c:
+                            if mid[(w2 << 6) + _low(c, tab)] < mx:
+                                hit = True
+                                break
+                            c &= c - np.uint64(1)
+                        if hit:
+                            break
+                if not hit:
+                    out = _append(out, n_out, (np.int64(r) << 32) | mx)
+                    n_out += 1
+    return out[:n_out], n_tri
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def triangle_columns(m, ei, ej, order, bounds, R, tab):
+    """_triangle_block over the blocks of edge ranks bounds[k]..bounds[k+1], on numba's
+    threads; the columns of every block (concatenated) and the number of triangles."""
+    nb_ = bounds.size - 1
+    parts = [np.empty(0, np.int64) for _ in range(nb_)]
+    counts = np.zeros(nb_, np.int64)
+    for k in nb.prange(nb_):
+        parts[k], counts[k] = _triangle_block(m, ei, ej, order, bounds[k], bounds[k + 1], R, tab)
+    total = 0
+    for k in range(nb_):
+        total += parts[k].size
+    cols = np.empty(total, np.int64)
+    q = 0
+    for k in range(nb_):
+        cols[q:q + parts[k].size] = parts[k]
+        q += parts[k].size
+    return cols, counts.sum()
+
+
+@_jit
+def _reduce_apparent(W, adj, R, ei, ej, order, t, BR, BV, tab, B, S, last, mine):
+    """Reduce column t by the apparent pairs alone, up to the first pivot that is in none:
+    that pivot (-1: the column is zero), the column's triangles (mine) and their count."""
+    S[:] = 0
+    last[0] = 0
+    _add_coboundary2(B, S, last, W, adj, R, ei, ej, order, t, BR, BV, tab)
+    mine[0] = t
+    n_mine = 1
+    while True:
+        p = _pivot(B, S, last)
+        if p < 0:
+            return p, mine, n_mine
+        s = _apparent_tetra(W, adj, R, ei, ej, order, p, BR, BV, tab)
+        if s < 0:
+            return p, mine, n_mine
+        mine = _append(mine, n_mine, s)
+        n_mine += 1
+        _add_coboundary2(B, S, last, W, adj, R, ei, ej, order, s, BR, BV, tab)
+
+
+@_jit
+def _reduce_part(W, adj, R, ei, ej, order, cols, BR, BV, tab, part, n_parts, pivots, counts):
+    """_reduce_apparent of columns part, part + n_parts, ...: their triangles, flat (one
+    function, so that numba's prange does not hoist these buffers out of its loop and share them)."""
+    B = [np.empty(64, np.int64) for _ in range(65)]
+    S = np.zeros(65, np.int64)
+    last = np.zeros(1, np.int64)
+    mine = np.empty(16, np.int64)
+    flat = np.empty(16, np.int64)
+    n_flat = 0
+    for c in range(part, cols.size, n_parts):
+        p, mine, n_mine = _reduce_apparent(W, adj, R, ei, ej, order, cols[c], BR, BV, tab, B, S, last, mine)
+        n_mine = _cancel(mine, n_mine)
+        pivots[c] = p
+        counts[c] = n_mine
+        for q in range(n_mine):
+            flat = _append(flat, n_flat, mine[q])
+            n_flat += 1
+    return flat[:n_flat]
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def reduce_apparent(m, ei, ej, order, R, adj, cols, BR, BV, tab, n_parts):
+    """_reduce_apparent of every column, on numba's threads (the columns dealt round in
+    `n_parts` parts, each with its own working column): the pivots, and each column's
+    triangles (flat, from starts[c] to starts[c + 1], Z/2-cancelled)."""
+    W = (m + 63) >> 6
+    n = cols.size
+    pivots = np.empty(n, np.int64)
+    counts = np.zeros(n, np.int64)
+    parts = [np.empty(0, np.int64) for _ in range(n_parts)]
+    for k in nb.prange(n_parts):
+        parts[k] = _reduce_part(W, adj, R, ei, ej, order, cols, BR, BV, tab, k, n_parts, pivots, counts)
+    starts = np.zeros(n + 1, np.int64)
+    for c in range(n):
+        starts[c + 1] = starts[c] + counts[c]
+    out = np.empty(starts[n], np.int64)
+    at = np.zeros(n_parts, np.int64)
+    for c in range(n):
+        part = c % n_parts
+        out[starts[c]:starts[c + 1]] = parts[part][at[part]:at[part] + counts[c]]
+        at[part] += counts[c]
+    return pivots, starts, out
+
+
+@_jit
+def run2(m, ei, ej, order, R, adj, cols, BR, BV, tab, pivots0, starts0, mine0):
+    """Dim 2's persistence pairs: ripser's cohomology reduction of the triangle columns `cols`
+    (sorted, last first; the apparent and cleared ones left out), as run's dim 1 with
+    tetrahedra for triangles. reduce_apparent has taken each column as far as the apparent
+    pairs go (pivots0, and its triangles in mine0[starts0[c]:starts0[c + 1]]); a column whose
+    pivot there is no earlier column's is done, the few others are reduced again here with the
+    earlier columns. Returns births and deaths as edge ranks (-1: essential), the number of
+    triangles the stored columns hold and the number of columns reduced again."""
+    W = (m + 63) >> 6
+    n_cols = cols.size
+    owner = {np.int64(0): np.int64(0)}
+    owner.pop(np.int64(0))
+    vstart = np.zeros(n_cols + 1, np.int64)
+    vflat = np.empty(16, np.int64)
+    births = np.empty(n_cols, np.int64)
+    deaths = np.empty(n_cols, np.int64)
+    n_pairs = 0
+    n_again = 0
+    B = [np.empty(64, np.int64) for _ in range(65)]
+    S = np.zeros(65, np.int64)
+    last = np.zeros(1, np.int64)
+    mine = np.empty(16, np.int64)
+    for c in range(n_cols):
+        t = cols[c]
+        p = pivots0[c]
+        if p >= 0 and p not in owner:        # as far as the apparent pairs went: done
+            n_mine = starts0[c + 1] - starts0[c]
+            while mine.size < n_mine:
+                mine = np.empty(2 * mine.size, np.int64)
+            mine[:n_mine] = mine0[starts0[c]:starts0[c + 1]]
+        elif p < 0:
+            n_mine = 0
+        else:                                # an earlier column has that pivot: again, with it
+            n_again += 1
+            S[:] = 0
+            last[0] = 0
+            _add_coboundary2(B, S, last, W, adj, R, ei, ej, order, t, BR, BV, tab)
+            mine[0] = t
+            n_mine = 1
+            while True:
+                p = _pivot(B, S, last)
+                if p < 0:
+                    break
+                if p in owner:
+                    k = owner[p]
+                    for q in range(vstart[k], vstart[k + 1]):
+                        mine = _append(mine, n_mine, vflat[q])
+                        n_mine += 1
+                        _add_coboundary2(B, S, last, W, adj, R, ei, ej, order, vflat[q], BR, BV, tab)
+                    continue
+                s = _apparent_tetra(W, adj, R, ei, ej, order, p, BR, BV, tab)
+                if s < 0:
+                    break
+                mine = _append(mine, n_mine, s)
+                n_mine += 1
+                _add_coboundary2(B, S, last, W, adj, R, ei, ej, order, s, BR, BV, tab)
+            n_mine = _cancel(mine, n_mine)
+        births[n_pairs] = t >> 32
+        k = n_pairs
+        n_pairs += 1
+        if p < 0:                            # a cocycle: essential class, nothing stored
+            deaths[k] = -1
+            vstart[k + 1] = vstart[k]
+            continue
+        deaths[k] = p >> (BR + BV)
+        owner[p] = k
+        while vflat.size < vstart[k] + n_mine:
+            grown = np.empty(2 * vflat.size, np.int64)
+            grown[:vstart[k]] = vflat[:vstart[k]]
+            vflat = grown
+        vflat[vstart[k]:vstart[k] + n_mine] = mine[:n_mine]
+        vstart[k + 1] = vstart[k] + n_mine
+    return births[:n_pairs], deaths[:n_pairs], vstart[n_pairs], n_again

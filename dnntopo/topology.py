@@ -101,7 +101,8 @@ def max_vertices(max_dim: int) -> int:
 #: Performance): (stage, seconds|bytes) -> (a, b, c) of y = exp(a) edges^b degree^c, where a
 #: stage's edges and degree (2 edges / vertices) are those of its input graph. Stages: the
 #: collapse (every pass); the reduction in dims 0-k of the graph as it is (directk) or once
-#: collapsed (afterk) by giotto-ph, and in dims 0-1 by dnntopo.lowdim (lowdim, either graph);
+#: collapsed (afterk) by giotto-ph, and in dims 0-1 / 0-2 by dnntopo.lowdim (lowdim, lowdim2,
+#: either graph);
 #: ("collapse", "kept") is the share of the edges the collapse keeps.
 #: Fitted on 8 LeNet graphs of 13k-480k edges (scripts/calibration/lenet_measured.txt),
 #: AlexNet graphs of 2.0M-2.9M edges, conv_2's 13.9M and resnet18's 25M (extra_points.csv);
@@ -125,6 +126,8 @@ COST = {
     ("after3", "bytes"): (9.461, 0.543, 0.542),
     ("lowdim", "seconds"): (-16.244, 1.537, -0.651),
     ("lowdim", "bytes"): (5.140, 1.640, -1.274),
+    ("lowdim2", "seconds"): (-14.630, 1.270, -0.194),
+    ("lowdim2", "bytes"): (9.823, 0.916, -0.510),
     ("collapse", "kept"): (-0.627, -0.054, -0.179),
 }
 
@@ -173,7 +176,7 @@ def estimate(m: int, n_edges: int, max_dim: int, collapse: bool, collapsed: bool
 
     def reduction(stage, edges, degree):
         if use_lowdim(engine, max_dim, m, int(edges)):
-            stage = "lowdim"
+            stage = "lowdim" if max_dim == 1 else "lowdim2"
         t, b = stage_cost(stage, edges, degree)
         return t * degree ** extra, b * degree ** extra
     if collapsed:
@@ -284,10 +287,12 @@ def edge_collapse(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, progress=
 
 
 def use_lowdim(engine: str, max_dim: int, m: int, n_edges: int) -> bool:
-    """Does dnntopo.lowdim reduce this graph? giotto's dims 0-1 of dense graphs (`lowdim.fits`)
-    from LOWDIM_MIN_EDGES edges; dim 0 alone stays giotto-ph's (a union-find, without lowdim's
-    dense m x m ranks), and ripser.py stays itself (the reference)."""
-    return engine == "giotto" and max_dim == 1 and n_edges >= LOWDIM_MIN_EDGES and lowdim.fits(m, n_edges)
+    """Does dnntopo.lowdim reduce this graph? giotto's dims 0-1 and 0-2 of dense graphs
+    (`lowdim.fits`) from LOWDIM_MIN_EDGES edges; dim 0 alone stays giotto-ph's (a union-find,
+    without lowdim's dense m x m ranks), dims 0-3 giotto-ph's after the collapse, and ripser.py
+    stays itself (the reference)."""
+    return (engine == "giotto" and max_dim in (1, 2) and n_edges >= LOWDIM_MIN_EDGES
+            and lowdim.fits(m, n_edges, max_dim))
 
 
 def _backend_call(backend: str, m: int, i, j, d, max_dim: int, threads: int) -> list:
@@ -400,9 +405,10 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
         if progress is not None:
             progress(f"reduction ({'dnntopo.lowdim' if lowdim_here else engine}, dims 0-{max_dim}, {ci.size} edges)")
         if lowdim_here:     # one call for the whole graph: no simplex index, no batches
-            for k, dg in enumerate(lowdim.diagrams(m, ci, cj, d, info)):
+            for k, dg in enumerate(lowdim.diagrams(m, ci, cj, d, info, max_dim, threads)):
                 dgms[k].append(dg)
-            info.update(engine="lowdim", threads=1)     # single-threaded: the log line says so
+            # dims 0-1 are single-threaded, dim 2's triangles and columns use the threads: the log says so
+            info.update(engine="lowdim", threads=1 if max_dim == 1 else threads)
         else:
             for batch in batches:
                 if len(batch) == n_comp:

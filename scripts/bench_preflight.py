@@ -5,8 +5,9 @@ Takes the edges of one epoch file, makes graphs of varied size and density from 
 to several distances, on all the vertices or on a random share of them), and measures, each in
 a fresh process: the edge collapse (seconds, peak RSS growth, edges left) and the reduction in
 dims 0-1, 0-2 and 0-3 with and without the collapse (the reduction after the collapse is
-measured on, and fitted against, the collapsed graph); dims 0-1 twice, giotto-ph's (direct1,
-after1: still the engine of sparse graphs) and dnntopo.lowdim's (lowdim, on the graphs it takes).
+measured on, and fitted against, the collapsed graph); dims 0-1 and 0-2 twice, giotto-ph's
+(direct1/2, after1/2: still the engine of sparse graphs) and dnntopo.lowdim's (lowdim, lowdim2, on
+the graphs it takes).
 Then it fits the power laws the estimate uses,
     seconds or bytes = exp(a) * edges^b * degree^c        (degree = 2 edges / vertices)
 by least squares in log space, and prints the measurements, the fitted constants (to paste into
@@ -34,7 +35,7 @@ from bench_topology import peak_mb, reset_peak, rss_mb  # noqa: E402  (this fold
 from dnntopo import storage, topology  # noqa: E402
 
 
-STAGES = ("collapse", "direct1", "direct2", "direct3", "after1", "after2", "after3", "lowdim")
+STAGES = ("collapse", "direct1", "direct2", "direct3", "after1", "after2", "after3", "lowdim", "lowdim2")
 
 
 def _child(q, n, i, j, d, stage):
@@ -44,8 +45,8 @@ def _child(q, n, i, j, d, stage):
     t = time.perf_counter()
     if stage == "collapse":
         out = topology.edge_collapse(n, i, j, d)[0].size
-    elif stage == "lowdim":               # dnntopo.lowdim: giotto's dims 0-1 of a dense graph
-        topology.persistence(n, i, j, d, 1, collapse="off")
+    elif stage in ("lowdim", "lowdim2"):  # dnntopo.lowdim: giotto's dims 0-1 / 0-2 of a dense graph
+        topology.persistence(n, i, j, d, 1 if stage == "lowdim" else 2, collapse="off")
         out = i.size
     else:
         topology.use_lowdim = lambda *args: False      # this child measures giotto-ph itself
@@ -113,7 +114,8 @@ def main():
             for stage in stages:
                 if stage == "direct3" and i.size > a.direct3_max_edges:
                     continue
-                if stage == "lowdim" and not topology.use_lowdim("giotto", 1, m, i.size):
+                if stage.startswith("lowdim") and not topology.use_lowdim("giotto", 2 if stage == "lowdim2" else 1,
+                                                                          m, i.size):
                     continue
                 sec, peak, seen = measure(n, i, j, d, stage)
                 e = seen if stage.startswith("after") else i.size      # the stage's input

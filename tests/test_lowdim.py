@@ -1,6 +1,6 @@
-"""The compiled dims 0-1 reduction against ripser.py and giotto-ph: random clouds with and
-without ties, disconnected graphs, hand-worked cycles, a real epoch; and its place in
-topology.persistence."""
+"""The compiled dims 0-1 and 0-2 reductions against ripser.py and giotto-ph: random clouds with
+and without ties, random weights, disconnected graphs, hand-worked cycles and a sphere, a real
+epoch; and their place in topology.persistence."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -24,12 +24,12 @@ def cloud_edges(seed, n, dim, quantile, ties):
     return iu[keep].astype(np.int32), ju[keep].astype(np.int32), d[iu, ju][keep].astype(np.float32)
 
 
-def reference(n, i, j, d, engine="ripser"):
+def reference(n, i, j, d, engine="ripser", max_dim=1):
     mat = sp.coo_matrix((np.asarray(d, dtype=np.float32), (i, j)), shape=(n, n))
     if engine == "ripser":
-        dgms = ripser(mat, maxdim=1, distance_matrix=True)["dgms"]
+        dgms = ripser(mat, maxdim=max_dim, distance_matrix=True)["dgms"]
     else:
-        dgms = ripser_parallel(mat, maxdim=1, metric="precomputed", n_threads=1)["dgms"]
+        dgms = ripser_parallel(mat, maxdim=max_dim, metric="precomputed", n_threads=2)["dgms"]
     return [np.asarray(x, dtype=np.float64) for x in dgms]
 
 
@@ -100,13 +100,16 @@ def test_real_epoch_gives_giottos_diagrams(real_edges):
     assert same(full[1], ref[1]) and same(full[0], ref[0])
 
 
-def test_persistence_takes_it_only_for_dense_dims_0_1():
-    """ripser.py stays ripser.py; dim 0 alone, dims 2 and small or sparse graphs go to the
-    engine asked."""
+def test_persistence_takes_it_only_for_dense_dims_0_1_and_0_2():
+    """ripser.py stays ripser.py; dim 0 alone, dims 0-3, small or sparse graphs, and dims 0-2
+    of graphs whose tetrahedron keys would not fit 63 bits go to the engine asked."""
     assert topology.use_lowdim("giotto", 1, 4682, 2_906_150)
+    assert topology.use_lowdim("giotto", 2, 4682, 2_906_150)             # keys of 22 + 22 + 13 bits
     assert not topology.use_lowdim("giotto", 0, 4682, 2_906_150)          # a union-find: giotto-ph
     assert not topology.use_lowdim("ripser", 1, 4682, 2_906_150)
-    assert not topology.use_lowdim("giotto", 2, 4682, 2_906_150)
+    assert not topology.use_lowdim("giotto", 3, 4682, 2_906_150)
+    assert topology.use_lowdim("giotto", 1, 20_871, 25_046_772)          # resnet18 at 0.6
+    assert not topology.use_lowdim("giotto", 2, 20_871, 25_046_772)      # 25 + 25 + 15 bits
     assert not topology.use_lowdim("giotto", 1, 100, 1000)            # small: giotto-ph at once
     assert not topology.use_lowdim("giotto", 1, 100_000, 500_000)     # sparse: 40 GB of ranks
     assert not lowdim.fits(70_000, 2**31)                              # beyond int32 ranks
@@ -154,3 +157,76 @@ def test_dim_0_alone_and_bad_indices():
     assert "engine" not in info and same(dg[0], reference(200, i, j, d)[0])
     with pytest.raises(ValueError, match="outside"):
         lowdim.diagrams(2, np.array([0, 1]), np.array([1, 2]), np.array([0.1, 0.2], np.float32))
+
+
+def same3(ours, ref):
+    return len(ours) == 3 and all(same(ours[k], np.asarray(ref[k], dtype=np.float64)) for k in range(3))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_dims_0_2_random_graphs_give_ripsers_diagrams(seed):
+    """Clouds with and without tied distances, and random weights with zero distances and
+    vertices without edges, at thresholds from sparse (disconnected) to complete."""
+    rng = np.random.default_rng(200 + seed)
+    n = int(rng.integers(25, 60))
+    if seed % 2 == 0:
+        i, j, d = cloud_edges(seed, n, 2 + seed % 4, rng.uniform(0.1, 1.0), ties=seed % 4 == 2)
+        n_all = n
+    else:
+        i, j, d = random_graph(seed, n, rng.uniform(0.15, 0.8), zero_share=0.05 * (seed % 3))
+        n_all = n + 2
+    info = {}
+    ours = lowdim.diagrams(n_all, i, j, d, info, max_dim=2, threads=2)
+    assert same3(ours, reference(n_all, i, j, d, max_dim=2))
+    assert info["dim2_columns"] < info["dim2_triangles"]
+
+
+def octahedron():
+    """The six points +-e1, +-e2, +-e3: neighbours at sqrt(2), opposite points at 2."""
+    p = np.vstack([np.eye(3), -np.eye(3)])
+    dist = np.sqrt(((p[:, None] - p[None]) ** 2).sum(-1))
+    iu, ju = np.triu_indices(6, 1)
+    return iu, ju, dist[iu, ju].astype(np.float32)
+
+
+def test_octahedron_is_a_sphere():
+    """Hand-worked: at sqrt(2) the 12 sides and 8 faces make a 2-sphere (no 1-cycle is left:
+    every square is filled), which the three diagonals at 2 fill: one class [sqrt(2), 2) in
+    dim 2. Without the diagonals the sphere is essential."""
+    i, j, d = octahedron()
+    dg0, dg1, dg2 = lowdim.diagrams(6, i, j, d, max_dim=2)
+    r2 = np.float32(np.sqrt(2))
+    assert np.allclose(dg2, [[r2, 2.0]]) and dg1.size == 0
+    assert np.allclose(np.sort(dg0[:, 1]), [r2] * 5 + [np.inf])
+    keep = d < 2
+    dg2 = lowdim.diagrams(6, i[keep], j[keep], d[keep], max_dim=2)[2]
+    assert np.allclose(dg2[:, 0], r2) and np.isinf(dg2[:, 1]).all() and len(dg2) == 1
+
+
+def test_dims_0_2_threads_and_long_reductions():
+    """A random weighted graph with thousands of dim-2 columns, many of them reduced by the
+    columns before them: 1 and 2 threads give the same columns and ripser.py's diagrams."""
+    i, j, d = random_graph(11, 70, 0.5)
+    runs = []
+    for threads in (1, 2):
+        info = {}
+        runs.append((lowdim.diagrams(70, i, j, d, info, max_dim=2, threads=threads), info))
+    (a, ia), (b, ib) = runs
+    assert ia == ib and ia["dim2_columns"] > 1000 and ia["dim2_again"] > 0
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert same3(a, reference(70, i, j, d, max_dim=2)) and len(a[2]) > 10
+
+
+def test_real_epoch_dims_0_2(real_edges):
+    """The real LeNet epoch in dims 0-2: giotto-ph's diagrams, directly and through
+    topology.persistence (with the collapse off; `auto` may collapse first, which the
+    topology tests cover), and almost every triangle in an apparent pair."""
+    n, i, j, d = real_edges
+    ref = reference(n, i, j, d, "giotto", max_dim=2)
+    info = {}
+    ours = lowdim.diagrams(n, i, j, d, info, max_dim=2, threads=2)
+    assert same3(ours, ref) and len(ref[2]) > 0
+    assert info["dim2_columns"] < info["dim2_triangles"] / 100
+    info = {}
+    full = topology.persistence(n, i, j, d, 2, collapse="off", info=info)
+    assert info["engine"] == "lowdim" and same3(full, ref)
