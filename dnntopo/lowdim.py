@@ -14,6 +14,8 @@ AlexNet at 0.6, 10 GB on conv_2, about what giotto-ph needs there; the pre-fligh
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from dnntopo.collapse import _DEBRUIJN, fits as collapse_fits
@@ -39,12 +41,32 @@ def fits(m: int, n_edges: int, max_dim: int = 1) -> bool:
     return max_dim < 2 or 2 * br + bv <= 63
 
 
-def _blocks(n_e: int, threads: int) -> np.ndarray:
-    """Blocks of edge ranks for dim 2's triangle pass, about equal in triangles (which grow
-    about as the square of the rank: an edge's link fills as the graph does); eight per thread
-    so that numba's threads share them as they finish."""
-    k = max(1, 8 * threads)
-    return np.unique((np.sqrt(np.linspace(0.0, 1.0, k + 1)) * n_e).astype(np.int64))
+def _blocks(link_sizes, n_e: int, threads: int) -> np.ndarray:
+    """Blocks of edge ranks for dim 2's triangle pass, about equal in triangles: their count
+    by rank is sampled (`link_sizes(ranks)`, 1,024 edges) and the blocks cut at its quantiles,
+    16 per thread, handed to numba's threads one at a time as they finish (`_threads`). The
+    triangles crowd into the last edges (an edge's link fills as the graph does), so equal
+    ranges of ranks would leave one thread with most of the work."""
+    k = 16 * max(1, threads)
+    ranks = np.unique(np.linspace(0, n_e - 1, min(n_e, 1024)).astype(np.int64))
+    work = np.cumsum(link_sizes(ranks).astype(np.float64) + 1.0)   # + 1: the edge's own scan
+    cuts = np.interp(np.linspace(0.0, work[-1], k + 1), np.r_[0.0, work], np.r_[ranks, n_e])
+    return np.unique(np.r_[0, cuts.astype(np.int64)[1:-1], n_e])
+
+
+@contextmanager
+def _threads(threads: int):
+    """numba's threads for dim 2's parallel loops: `threads` of them (at most numba's own
+    count, fixed at its import), each taking the next part of a loop as it finishes; numba's
+    setting is restored after. Yields the number in use."""
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        with numba.parallel_chunksize(1):
+            yield numba.get_num_threads()
+    finally:
+        numba.set_num_threads(before)
 
 
 def diagrams(m: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, info: dict | None = None,
@@ -53,7 +75,8 @@ def diagrams(m: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, info: dict | N
     of the flag filtration of the graph of `m` vertices with edges i-j at filtration values d,
     as ripser.py gives them (pairs of zero persistence left out; every vertex is born at 0).
     The edges are a simple graph, as dnntopo.graph makes them: each pair once, no loops. Dim
-    2's pass over the triangles runs on `threads` of numba's threads."""
+    2's pass over the triangles and its reduction by apparent pairs run on `threads` of numba's
+    threads."""
     d = np.asarray(d, dtype=np.float32)
     if not 1 <= max_dim <= 2:
         raise ValueError(f"lowdim: dims 0-1 or 0-2, not 0-{max_dim}")
@@ -74,16 +97,16 @@ def diagrams(m: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, info: dict | N
         R, adj = k.tables(int(m), i, j, order)
         ends, births, deaths, n_cols, stored, pivots = k.run(int(m), i, j, order, R, adj, _DEBRUIJN)
         if max_dim == 2:
-            import numba
-            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-            cols, n_tri = k.triangle_columns(int(m), i, j, order, _blocks(order.size, threads), R, _DEBRUIJN)
-            cols = np.setdiff1d(cols, pivots)[::-1]     # dim 1's reduced pivots cleared; last first
-            cols = np.ascontiguousarray(cols)
-            first = k.reduce_apparent(int(m), i, j, order, R, adj, cols, br, bv, _DEBRUIJN, 8 * max(1, threads))
+            with _threads(threads) as used:
+                blocks = _blocks(lambda ranks: k.link_sizes(int(m), i, j, order, R, ranks), order.size, used)
+                cols, n_tri = k.triangle_columns(int(m), i, j, order, blocks, R, _DEBRUIJN)
+                cols = np.ascontiguousarray(np.setdiff1d(cols, pivots)[::-1])   # dim 1's pivots cleared; last first
+                first = k.reduce_apparent(int(m), i, j, order, R, adj, cols, br, bv, _DEBRUIJN, 8 * used)
             births2, deaths2, stored2, again = k.run2(int(m), i, j, order, R, adj, cols, br, bv, _DEBRUIJN, *first)
+            del first
             if info is not None:
                 info.update(dim2_triangles=int(n_tri), dim2_columns=int(cols.size), dim2_stored=int(stored2),
-                            dim2_again=int(again))
+                            dim2_again=int(again), dim2_threads=used)
         del R, adj
     else:
         ends = births = deaths = np.empty(0, np.int64)

@@ -416,6 +416,22 @@ def _triangle_block(m, ei, ej, order, r0, r1, R, tab):
     return out[:n_out], n_tri
 
 
+@_jit
+def link_sizes(m, ei, ej, order, R, ranks):
+    """Triangles whose largest edge is each of `ranks`: the common neighbours of its ends
+    through earlier edges (a sample that shapes the triangle pass's blocks)."""
+    out = np.zeros(ranks.size, np.int64)
+    for q in range(ranks.size):
+        r = ranks[q]
+        u, v = ei[order[r]], ej[order[r]]
+        c = 0
+        for x in range(m):
+            if R[u, x] < r and R[v, x] < r:
+                c += 1
+        out[q] = c
+    return out
+
+
 @nb.njit(cache=True, nogil=True, parallel=True)
 def triangle_columns(m, ei, ej, order, bounds, R, tab):
     """_triangle_block over the blocks of edge ranks bounds[k]..bounds[k+1], on numba's

@@ -176,7 +176,11 @@ def estimate(m: int, n_edges: int, max_dim: int, collapse: bool, collapsed: bool
 
     def reduction(stage, edges, degree):
         if use_lowdim(engine, max_dim, m, int(edges)):
-            stage = "lowdim" if max_dim == 1 else "lowdim2"
+            t, b = stage_cost("lowdim", edges, degree)
+            if max_dim == 2:    # dims 0-2 do all of dims 0-1's work first: never less than that
+                t2, b2 = stage_cost("lowdim2", edges, degree)
+                t, b = max(t, t2), max(b, b2)
+            return t, b
         t, b = stage_cost(stage, edges, degree)
         return t * degree ** extra, b * degree ** extra
     if collapsed:
@@ -407,8 +411,8 @@ def persistence(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, max_dim: in
         if lowdim_here:     # one call for the whole graph: no simplex index, no batches
             for k, dg in enumerate(lowdim.diagrams(m, ci, cj, d, info, max_dim, threads)):
                 dgms[k].append(dg)
-            # dims 0-1 are single-threaded, dim 2's triangles and columns use the threads: the log says so
-            info.update(engine="lowdim", threads=1 if max_dim == 1 else threads)
+            # dims 0-1 are single-threaded, dim 2's triangles and columns use numba's threads: the log says so
+            info.update(engine="lowdim", threads=info.get("dim2_threads", 1))
         else:
             for batch in batches:
                 if len(batch) == n_comp:

@@ -171,9 +171,10 @@ def big_net(a, rows, n, i, j, d, t, threads, ripser_parallel, model, ds, spec, c
     info = {}
     heard = []
     try:
-        sec, mem, _ = measure(lambda: topology.persistence(n, i, j, d, 2, info=info, progress=heard.append), reps)
-        rows.append(("PH dims 0-2: dnntopo (collapse auto)", sec, mem,
-                     f"{heard[0]}; {info['collapsed_edges']} edges after the collapse"))
+        sec, mem, dg2 = measure(lambda: topology.persistence(n, i, j, d, 2, info=info, progress=heard.append), reps)
+        note = (f"{heard[0]}; {info.get('engine', 'giotto')}; {info['collapsed_edges']} edges after the collapse; "
+                f"{info.get('dim2_columns', '?')} dim-2 columns of {info.get('dim2_triangles', '?')} triangles")
+        rows.append(("PH dims 0-2: dnntopo (collapse auto)", sec, mem, note))
     except UserError as exc:   # the pre-flight refused: that is the measurement
         print_table(rows, f"{n} nodes, {i.size} edges, {a.samples} samples, distance <= {t}, {threads} threads")
         print(f"\nPH dims 0-2: dnntopo refused: {exc}")
@@ -181,6 +182,15 @@ def big_net(a, rows, n, i, j, d, t, threads, ripser_parallel, model, ds, spec, c
     if not a.quick:
         sec2, mem, _ = measure(lambda: topology.persistence(n, i, j, d, 2, collapse="on"), reps)
         rows.append(("PH dims 0-2: dnntopo (collapse on)", sec2, mem, ""))
+    if a.big_check:   # an independent reference: dnntopo's collapse, then giotto-ph (not lowdim)
+        use = topology.use_lowdim
+        topology.use_lowdim = lambda *args: False
+        try:
+            sec2, mem, ref = measure(lambda: topology.persistence(n, i, j, d, 2, collapse="on"), 1)
+        finally:
+            topology.use_lowdim = use
+        rows.append(("PH dims 0-2: collapse + gph.ripser_parallel (1 run)", sec2, mem,
+                     "same diagrams" if same(dg2, ref) else "DIFFERENT"))
 
     if a.quick:   # the whole epoch: extraction and graph (measured above) plus the PH step
         sec3 = rows[0][1] + rows[1][1] + next(r[1] for r in rows if r[0].startswith("PH dims 0-2: dnntopo (collapse auto)"))
@@ -205,6 +215,8 @@ def main():
                     help="also time `mpiexec -n K dnntopo topology` for these K (dims 0-2)")
     ap.add_argument("--big-max-dim", type=int, default=2, choices=(1, 2),
                     help="with --big: 1 stops after dims 0-1 (giotto-ph against dnntopo), 2 goes on to dims 0-2")
+    ap.add_argument("--big-check", action="store_true",
+                    help="with --big: also dnntopo's collapse then giotto-ph in dims 0-2 (minutes), the diagrams compared")
     ap.add_argument("--big", action="store_true",
                     help="a big net (AlexNet and up): the collapse engines, dims 0-1 direct and dnntopo's "
                          "dims 0-2 only (the direct dims 0-2/0-3 calls and ripser.py take hours there)")

@@ -206,11 +206,15 @@ def test_octahedron_is_a_sphere():
 def test_dims_0_2_threads_and_long_reductions():
     """A random weighted graph with thousands of dim-2 columns, many of them reduced by the
     columns before them: 1 and 2 threads give the same columns and ripser.py's diagrams."""
+    import numba
     i, j, d = random_graph(11, 70, 0.5)
     runs = []
+    before = numba.get_num_threads()
     for threads in (1, 2):
         info = {}
         runs.append((lowdim.diagrams(70, i, j, d, info, max_dim=2, threads=threads), info))
+        assert info.pop("dim2_threads") == min(threads, numba.config.NUMBA_NUM_THREADS)
+        assert numba.get_num_threads() == before                  # numba's own setting restored
     (a, ia), (b, ib) = runs
     assert ia == ib and ia["dim2_columns"] > 1000 and ia["dim2_again"] > 0
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
