@@ -453,9 +453,11 @@ def triangle_columns(m, ei, ej, order, bounds, R, tab):
 
 
 @_jit
-def _reduce_apparent(W, adj, R, ei, ej, order, t, BR, BV, tab, B, S, last, mine):
-    """Reduce column t by the apparent pairs alone, up to the first pivot that is in none:
-    that pivot (-1: the column is zero), the column's triangles (mine) and their count."""
+def _reduce(W, adj, R, ei, ej, order, t, BR, BV, tab, B, S, last, mine, owner, vstart, vflat):
+    """Reduce column t by the apparent pairs and the stored columns of `owner` (pivot ->
+    column k, whose triangles are vflat[vstart[k]:vstart[k + 1]]), up to the first pivot that
+    neither claims: that pivot (-1: the column is zero), the column's triangles (mine, with
+    repeats) and their count."""
     S[:] = 0
     last[0] = 0
     _add_coboundary2(B, S, last, W, adj, R, ei, ej, order, t, BR, BV, tab)
@@ -465,6 +467,13 @@ def _reduce_apparent(W, adj, R, ei, ej, order, t, BR, BV, tab, B, S, last, mine)
         p = _pivot(B, S, last)
         if p < 0:
             return p, mine, n_mine
+        if p in owner:
+            k = owner[p]
+            for q in range(vstart[k], vstart[k + 1]):
+                mine = _append(mine, n_mine, vflat[q])
+                n_mine += 1
+                _add_coboundary2(B, S, last, W, adj, R, ei, ej, order, vflat[q], BR, BV, tab)
+            continue
         s = _apparent_tetra(W, adj, R, ei, ej, order, p, BR, BV, tab)
         if s < 0:
             return p, mine, n_mine
@@ -474,17 +483,28 @@ def _reduce_apparent(W, adj, R, ei, ej, order, t, BR, BV, tab, B, S, last, mine)
 
 
 @_jit
+def _no_owner():
+    """An empty pivot -> column table (typed for numba)."""
+    owner = {np.int64(0): np.int64(0)}
+    owner.pop(np.int64(0))
+    return owner
+
+
+@_jit
 def _reduce_part(W, adj, R, ei, ej, order, cols, BR, BV, tab, part, n_parts, pivots, counts):
-    """_reduce_apparent of columns part, part + n_parts, ...: their triangles, flat (one
-    function, so that numba's prange does not hoist these buffers out of its loop and share them)."""
+    """Columns part, part + n_parts, ... reduced by the apparent pairs alone: their triangles,
+    flat (one function, so that numba's prange does not hoist these buffers out of its loop
+    and share them)."""
     B = [np.empty(64, np.int64) for _ in range(65)]
     S = np.zeros(65, np.int64)
     last = np.zeros(1, np.int64)
     mine = np.empty(16, np.int64)
     flat = np.empty(16, np.int64)
+    owner, vstart = _no_owner(), np.zeros(1, np.int64)
     n_flat = 0
     for c in range(part, cols.size, n_parts):
-        p, mine, n_mine = _reduce_apparent(W, adj, R, ei, ej, order, cols[c], BR, BV, tab, B, S, last, mine)
+        p, mine, n_mine = _reduce(W, adj, R, ei, ej, order, cols[c], BR, BV, tab, B, S, last, mine,
+                                  owner, vstart, flat)
         n_mine = _cancel(mine, n_mine)
         pivots[c] = p
         counts[c] = n_mine
@@ -529,66 +549,35 @@ def run2(m, ei, ej, order, R, adj, cols, BR, BV, tab, pivots0, starts0, mine0):
     triangles the stored columns hold and the number of columns reduced again."""
     W = (m + 63) >> 6
     n_cols = cols.size
-    owner = {np.int64(0): np.int64(0)}
-    owner.pop(np.int64(0))
+    owner = _no_owner()
     vstart = np.zeros(n_cols + 1, np.int64)
     vflat = np.empty(16, np.int64)
     births = np.empty(n_cols, np.int64)
     deaths = np.empty(n_cols, np.int64)
-    n_pairs = 0
     n_again = 0
     B = [np.empty(64, np.int64) for _ in range(65)]
     S = np.zeros(65, np.int64)
     last = np.zeros(1, np.int64)
     mine = np.empty(16, np.int64)
-    for c in range(n_cols):
-        t = cols[c]
-        p = pivots0[c]
-        if p >= 0 and p not in owner:        # as far as the apparent pairs went: done
-            n_mine = starts0[c + 1] - starts0[c]
-            while mine.size < n_mine:
-                mine = np.empty(2 * mine.size, np.int64)
-            mine[:n_mine] = mine0[starts0[c]:starts0[c + 1]]
-        elif p < 0:
-            n_mine = 0
-        else:                                # an earlier column has that pivot: again, with it
+    for k in range(n_cols):
+        t = cols[k]
+        p = pivots0[k]
+        src, lo, n_mine = mine0, starts0[k], starts0[k + 1] - starts0[k]
+        if p >= 0 and p in owner:            # an earlier column has that pivot: again, with it
             n_again += 1
-            S[:] = 0
-            last[0] = 0
-            _add_coboundary2(B, S, last, W, adj, R, ei, ej, order, t, BR, BV, tab)
-            mine[0] = t
-            n_mine = 1
-            while True:
-                p = _pivot(B, S, last)
-                if p < 0:
-                    break
-                if p in owner:
-                    k = owner[p]
-                    for q in range(vstart[k], vstart[k + 1]):
-                        mine = _append(mine, n_mine, vflat[q])
-                        n_mine += 1
-                        _add_coboundary2(B, S, last, W, adj, R, ei, ej, order, vflat[q], BR, BV, tab)
-                    continue
-                s = _apparent_tetra(W, adj, R, ei, ej, order, p, BR, BV, tab)
-                if s < 0:
-                    break
-                mine = _append(mine, n_mine, s)
-                n_mine += 1
-                _add_coboundary2(B, S, last, W, adj, R, ei, ej, order, s, BR, BV, tab)
-            n_mine = _cancel(mine, n_mine)
-        births[n_pairs] = t >> 32
-        k = n_pairs
-        n_pairs += 1
+            p, mine, n_mine = _reduce(W, adj, R, ei, ej, order, t, BR, BV, tab, B, S, last, mine,
+                                      owner, vstart, vflat)
+            src, lo, n_mine = mine, 0, _cancel(mine, n_mine)
+        births[k] = t >> 32
+        deaths[k] = p >> (BR + BV) if p >= 0 else -1
         if p < 0:                            # a cocycle: essential class, nothing stored
-            deaths[k] = -1
             vstart[k + 1] = vstart[k]
             continue
-        deaths[k] = p >> (BR + BV)
         owner[p] = k
         while vflat.size < vstart[k] + n_mine:
             grown = np.empty(2 * vflat.size, np.int64)
             grown[:vstart[k]] = vflat[:vstart[k]]
             vflat = grown
-        vflat[vstart[k]:vstart[k] + n_mine] = mine[:n_mine]
+        vflat[vstart[k]:vstart[k] + n_mine] = src[lo:lo + n_mine]
         vstart[k + 1] = vstart[k] + n_mine
-    return births[:n_pairs], deaths[:n_pairs], vstart[n_pairs], n_again
+    return births, deaths, vstart[n_cols], n_again
