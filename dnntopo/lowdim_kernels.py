@@ -39,6 +39,12 @@ def _bitlen(x):
 # earlier saved 4-13% of the memory on AlexNet and conv_2 and cost AlexNet 70% more time.
 
 @_jit
+def _heap():
+    """An empty working column: 65 buckets, their sizes, the last minimum."""
+    return [np.empty(64, np.int64) for _ in range(65)], np.zeros(65, np.int64), np.zeros(1, np.int64)
+
+
+@_jit
 def _grow(B, b):
     """Double bucket b (out of the inlined push: the rare path)."""
     grown = np.empty(2 * B[b].size, np.int64)
@@ -149,6 +155,25 @@ def _first_cofacet_mid(W, adj, R, u, v, r, tab):
 
 
 @_jit
+def _no_owner():
+    """An empty pivot -> column table (typed for numba)."""
+    owner = {np.int64(0): np.int64(0)}
+    owner.pop(np.int64(0))
+    return owner
+
+
+@_jit
+def _store(vflat, at, src, n):
+    """vflat[at:at + n] = src[:n], doubling vflat first while it is short; the array to keep."""
+    while vflat.size < at + n:
+        grown = np.empty(2 * vflat.size, np.int64)
+        grown[:at] = vflat[:at]
+        vflat = grown
+    vflat[at:at + n] = src[:n]
+    return vflat
+
+
+@_jit
 def tables(m, ei, ej, order):
     """The dense m x m edge ranks (R[u, v] = rank of edge uv, _NONE when absent) and the
     adjacency as bit rows, shared by every dimension."""
@@ -205,16 +230,13 @@ def run(m, ei, ej, order, R, adj, tab):
     # dim 1: ripser's cohomology reduction of the other columns, last to first (the edges that
     # end a component are cleared); a pivot is claimed by a reduced column or, when it is an
     # apparent pair's triangle, by that pair's edge (whose coboundary is its column, unreduced)
-    owner = {np.int64(0): np.int64(0)}       # pivot -> index of its reduced column
-    owner.pop(np.int64(0))
+    owner = _no_owner()                      # pivot -> index of its reduced column
     vstart = np.zeros(n_cols + 1, np.int64)  # each reduced column's sum of edges, stored flat
     vflat = np.empty(16, np.int64)
     births = np.empty(n_cols, np.int64)
     deaths = np.empty(n_cols, np.int64)
     n_pairs = 0
-    B = [np.empty(64, np.int64) for _ in range(65)]
-    S = np.zeros(65, np.int64)
-    last = np.zeros(1, np.int64)
+    B, S, last = _heap()
     mine = np.empty(16, np.int64)
     for c in range(n_cols - 1, -1, -1):
         r = cols[c]
@@ -250,11 +272,7 @@ def run(m, ei, ej, order, R, adj, tab):
             k = n_pairs
             n_pairs += 1
             owner[p] = k
-            while vflat.size < vstart[k] + n_mine:
-                grown = np.empty(2 * vflat.size, np.int64)
-                grown[:vstart[k]] = vflat[:vstart[k]]
-                vflat = grown
-            vflat[vstart[k]:vstart[k] + n_mine] = mine[:n_mine]
+            vflat = _store(vflat, vstart[k], mine, n_mine)
             vstart[k + 1] = vstart[k] + n_mine
             break
         if deaths[n_pairs - 1] < 0:          # essential: no stored column, keep vstart flat
@@ -483,21 +501,11 @@ def _reduce(W, adj, R, ei, ej, order, t, BR, BV, tab, B, S, last, mine, owner, v
 
 
 @_jit
-def _no_owner():
-    """An empty pivot -> column table (typed for numba)."""
-    owner = {np.int64(0): np.int64(0)}
-    owner.pop(np.int64(0))
-    return owner
-
-
-@_jit
 def _reduce_part(W, adj, R, ei, ej, order, cols, BR, BV, tab, part, n_parts, pivots, counts):
     """Columns part, part + n_parts, ... reduced by the apparent pairs alone: their triangles,
     flat (one function, so that numba's prange does not hoist these buffers out of its loop
     and share them)."""
-    B = [np.empty(64, np.int64) for _ in range(65)]
-    S = np.zeros(65, np.int64)
-    last = np.zeros(1, np.int64)
+    B, S, last = _heap()
     mine = np.empty(16, np.int64)
     flat = np.empty(16, np.int64)
     owner, vstart = _no_owner(), np.zeros(1, np.int64)
@@ -555,9 +563,7 @@ def run2(m, ei, ej, order, R, adj, cols, BR, BV, tab, pivots0, starts0, mine0):
     births = np.empty(n_cols, np.int64)
     deaths = np.empty(n_cols, np.int64)
     n_again = 0
-    B = [np.empty(64, np.int64) for _ in range(65)]
-    S = np.zeros(65, np.int64)
-    last = np.zeros(1, np.int64)
+    B, S, last = _heap()
     mine = np.empty(16, np.int64)
     for k in range(n_cols):
         t = cols[k]
@@ -574,10 +580,6 @@ def run2(m, ei, ej, order, R, adj, cols, BR, BV, tab, pivots0, starts0, mine0):
             vstart[k + 1] = vstart[k]
             continue
         owner[p] = k
-        while vflat.size < vstart[k] + n_mine:
-            grown = np.empty(2 * vflat.size, np.int64)
-            grown[:vstart[k]] = vflat[:vstart[k]]
-            vflat = grown
-        vflat[vstart[k]:vstart[k] + n_mine] = src[lo:lo + n_mine]
+        vflat = _store(vflat, vstart[k], src[lo:], n_mine)
         vstart[k + 1] = vstart[k] + n_mine
     return births, deaths, vstart[n_cols], n_again
