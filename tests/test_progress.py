@@ -3,6 +3,7 @@ import fcntl
 import io
 import os
 import pty
+import re
 import struct
 import subprocess
 import termios
@@ -41,7 +42,7 @@ def test_topology_shows_its_stages_on_a_terminal(module_run):
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))   # a 200-column terminal
     proc = subprocess.Popen([str(BIN / "dnntopo"), "topology", "--run", str(module_run), "--epochs", "1",
-                             "--samples", "300", "--max-dim", "2", "--max-distance", "0.5"],
+                             "--samples", "300", "--max-dim", "2", "--max-distance", "0.5", "--collapse", "on"],
                             stdout=subprocess.DEVNULL, stderr=slave, env=dict(os.environ, COLUMNS="200"))
     os.close(slave)
     chunks = []
@@ -56,5 +57,7 @@ def test_topology_shows_its_stages_on_a_terminal(module_run):
     assert proc.wait(timeout=300) == 0
     text = b"".join(chunks).decode(errors="replace")
     for stage in ("epoch 1: activations", "epoch 1: correlation", "epoch 1: persistent homology (giotto)",
-                  "collapse pass 1", "reduction (giotto, dims 0-2"):
+                  "PH estimate: about", "collapse pass 1"):
         assert stage in text, (stage, text[-2000:])
+    # the reduction names its engine: giotto-ph, or dnntopo.lowdim for a dense collapsed graph
+    assert re.search(r"reduction \((giotto|dnntopo\.lowdim), dims 0-2, \d+ edges\)", text), text[-2000:]
