@@ -1,5 +1,5 @@
 """The compiled kernels of dnntopo.lowdim (numba), imported on first use so that a process
-that never computes dims 0-1 this way does not pay numba's import."""
+that never computes dims 0-1 or 0-2 this way does not pay numba's import."""
 import numba as nb
 import numpy as np
 
