@@ -102,10 +102,10 @@ def max_vertices(max_dim: int) -> int:
 #: stage's edges and degree (2 edges / vertices) are those of its input graph. Stages: the
 #: collapse (every pass); the reduction in dims 0-k of the graph as it is (directk) or once
 #: collapsed (afterk) by giotto-ph, and in dims 0-1 / 0-2 by dnntopo.lowdim (lowdim, lowdim2,
-#: either graph);
-#: ("collapse", "kept") is the share of the edges the collapse keeps.
+#: either graph); ("collapse", "kept") is the share of the edges the collapse keeps.
 #: Fitted on 8 LeNet graphs of 13k-480k edges (scripts/calibration/lenet_measured.txt),
-#: AlexNet graphs of 2.0M-2.9M edges, conv_2's 13.9M and resnet18's 25M (extra_points.csv);
+#: AlexNet graphs of 2.0M-2.9M edges, conv_2's 13.9M (dims 0-1, 0-2) and resnet18's 25M (dims 0-1)
+#: (extra_points.csv);
 #: an estimate, within 2.6x of the measured seconds and memory. `another_pass` may
 #: stop the collapse earlier, leaving more edges to the reduction than the model's "kept"
 #: share (and saving more than that costs).

@@ -134,7 +134,8 @@ def test_preflight_estimate_by_hand_and_refusal(monkeypatch):
         ("collapse", "seconds"): (log(1e-9), 1.0, 2.0), ("collapse", "bytes"): (log(50.0), 1.0, 0.0),
         ("collapse", "kept"): (log(0.1), 0.0, 0.0),
         ("after1", "seconds"): (log(1e-6), 1.0, 1.0), ("after1", "bytes"): (log(100.0), 1.0, 0.0),
-        ("lowdim", "seconds"): (log(1e-7), 1.0, 0.0), ("lowdim", "bytes"): (log(1000.0), 1.0, 0.0)})
+        ("lowdim", "seconds"): (log(1e-7), 1.0, 0.0), ("lowdim", "bytes"): (log(1000.0), 1.0, 0.0),
+        ("lowdim2", "seconds"): (log(1e-8), 1.0, 0.0), ("lowdim2", "bytes"): (log(2000.0), 1.0, 0.0)})
     est = topology.estimate(100, 5000, 1, collapse=False, engine="ripser")       # degree 100
     assert np.isclose(est.seconds, 1e-6 * 5000 * 100) and np.isclose(est.bytes, 16 * 5000 + 100 * 5000)
     est = topology.estimate(100, 5000, 1, collapse=True, engine="ripser")        # 500 edges left, degree 10
@@ -152,6 +153,9 @@ def test_preflight_estimate_by_hand_and_refusal(monkeypatch):
     assert not topology.use_collapse("auto", 1, 5000, 100)
     # ... unless only the collapsed path fits the memory limit (0.33 MB against 5.1 MB)
     assert topology.use_collapse("auto", 1, 5000, 100, limit=topology.MEMORY_MARGIN * (16 * 5000 + 50 * 5000) + 1)
+    # dims 0-2 on lowdim do dims 0-1's work first: each of time and memory is the larger of the two stages
+    est = topology.estimate(100, 5000, 2, collapse=False)
+    assert np.isclose(est.seconds, 1e-7 * 5000) and np.isclose(est.bytes, 16 * 5000 + 2000 * 5000)
     rng = np.random.default_rng(0)
     p = rng.standard_normal((120, 3))
     i, j, v = sparse_edges(points_distance(p, 8.0), 0.5)
